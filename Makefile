@@ -1,0 +1,67 @@
+# Vigil: every developer and user entry point. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+BIN := $(ROOT)/bin
+PYTHON ?= python3.11
+# Project tools first on PATH: kwokctl looks kubectl up there and must find ours.
+export PATH := $(VENV)/bin:$(BIN):$(PATH)
+export GOTOOLCHAIN := local
+
+CLUSTER_TOOLS := $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler \
+	$(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl $(BIN)/helm
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt constraints.txt operator/pyproject.toml model-server/pyproject.toml
+	@echo "[venv] creating $(VENV) with pinned Python packages (first run: about 2 minutes)"
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Vigil needs Python 3.11" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip==25.3
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements.txt -c constraints.txt \
+		| grep -E '^(Collecting|Successfully)' | sed 's/^/[venv] /' || true
+	@$(PY) -c 'import vigil_operator, vigil_model_server, kopf, sklearn' || { echo "error: venv install failed" >&2; exit 1; }
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with pinned versions of everything (incl. kubectl)
+
+.PHONY: cluster-tools
+cluster-tools: ## Build (or reuse from ~/.cache/vigil) the control-plane binaries into bin/
+	@hack/cluster-tools.sh
+
+.PHONY: prometheus
+prometheus: ## Install Prometheus from Debian when missing
+	@hack/install-debian-tools.sh prometheus
+
+.PHONY: deps
+deps: venv prometheus
+	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
+
+.PHONY: test
+test: deps ## Run the whole suite: lint, unit, integration and end-to-end tests
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Only the fast unit tests
+	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+.PHONY: cluster-up
+cluster-up: deps ## Start the local cluster by hand; prints the kubeconfig to use
+	@$(PY) -m harness.cli up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local cluster started by cluster-up
+	@$(PY) -m harness.cli down

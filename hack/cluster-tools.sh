@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the local control-plane binaries that the tests and the demo run:
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, kwokctl, helm.
+#
+# Built binaries live in a versioned cache outside the clone
+# (${XDG_CACHE_HOME:-~/.cache}/vigil/cluster-tools/<versions>), so a fresh clone on the same
+# machine reuses them; bin/ holds symlinks to them (the kubebuilder convention).
+#
+# Overrides, for users who already have binaries:
+#   KUBEBUILDER_ASSETS=/dir      a folder with kube-apiserver and etcd (envtest layout)
+#   VIGIL_<NAME>=/path/to/binary per binary, NAME upper-cased with '-' -> '_'
+#                                (VIGIL_KUBE_APISERVER, VIGIL_ETCD, VIGIL_KWOKCTL, ...)
+set -euo pipefail
+
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir="$root/bin"
+export GOTOOLCHAIN=local
+export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
+go_version=$(go env GOVERSION 2>/dev/null) || { echo "error: Go is not installed; install Go 1.26 (GOTOOLCHAIN=local)" >&2; exit 1; }
+case "$go_version" in go1.26*) ;; *) echo "error: Go 1.26 is required, found $go_version" >&2; exit 1 ;; esac
+
+modules_hash=$(cat "$root"/tools/*/go.mod "$root"/tools/*/go.sum 2>/dev/null | sha256sum | cut -c1-12)
+cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/cluster-tools/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-$go_version-$modules_hash"
+mkdir -p "$bin_dir" "$cache_dir"
+
+log() { printf '\033[1m[cluster-tools]\033[0m %s\n' "$*"; }
+
+override_for() {
+  local name=$1 var
+  var="VIGIL_$(echo "$name" | tr 'a-z-' 'A-Z_')"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then echo "$KUBEBUILDER_ASSETS/$name"; fi
+}
+
+# Runs one build step with a heartbeat, so a long cold build never looks hung.
+build_step() {
+  local what=$1; shift
+  local started=$SECONDS logfile="$cache_dir/build-$what.log"
+  log "building $what (cold builds take minutes; log: $logfile)"
+  ( while sleep 30; do log "  ... still building $what ($((SECONDS - started))s)"; done ) &
+  local heartbeat=$!
+  if ! "$@" >"$logfile" 2>&1; then
+    kill "$heartbeat" 2>/dev/null || true
+    echo "error: building $what failed; last lines of $logfile:" >&2
+    tail -n 30 "$logfile" >&2
+    exit 1
+  fi
+  kill "$heartbeat" 2>/dev/null || true
+  log "built $what in $((SECONDS - started))s"
+}
+
+k8s_ldflags() {
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local flags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+build_k8s() {
+  (cd "$root/tools/k8s" && go build -ldflags "$(k8s_ldflags)" -o "$cache_dir/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler)
+}
+build_etcd() { (cd "$root/tools/etcd" && go build -ldflags "-s -w" -o "$cache_dir/etcd" .); }
+build_kwok() {
+  GOBIN="$cache_dir" go install -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+}
+build_helm() {
+  GOBIN="$cache_dir" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+# name:builder, in the order they are needed
+for entry in etcd:build_etcd kwok:build_kwok kwokctl:build_kwok helm:build_helm \
+  kube-apiserver:build_k8s kube-controller-manager:build_k8s kube-scheduler:build_k8s; do
+  name=${entry%%:*}; builder=${entry#*:}
+  source_path=$(override_for "$name")
+  if [ -z "$source_path" ]; then
+    source_path="$cache_dir/$name"
+    [ -x "$source_path" ] || build_step "${builder#build_}" "$builder"
+  else
+    log "using $name from $source_path"
+  fi
+  ln -sfn "$source_path" "$bin_dir/$name"
+done
+
+log "ready: $("$bin_dir/kube-apiserver" --version), etcd $("$bin_dir/etcd" --version | awk '/etcd Version/ {print $3}'), kwokctl $KWOK_VERSION, helm $HELM_VERSION"
+log "binaries: $bin_dir -> $cache_dir"

@@ -1,0 +1,1 @@
+"""Test harness: the real local control plane, Prometheus and local processes."""

@@ -1,0 +1,201 @@
+"""A real local Kubernetes control plane, started with `kwokctl --runtime binary`.
+
+kube-apiserver, kube-controller-manager, kube-scheduler and etcd are the upstream
+binaries that `make cluster-tools` built into bin/; kwok's controller plays the kubelet
+for fake nodes. Everything lives in one work folder with its own kubeconfig: nothing
+reads or writes ~/.kube or ~/.kwok, and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.waiting import wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = REPO_ROOT / "bin"
+VENV_BIN = REPO_ROOT / ".venv" / "bin"
+CRDS_DIR = REPO_ROOT / "crds"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl")
+
+# kwok's controller leaves the status of pods with this annotation alone, so a test can
+# mirror a real model server's readiness into the pod (see harness.pods).
+CUSTOM_STATUS_ANNOTATION = "kwok.x-k8s.io/status"
+KWOK_CONFIG = f"""\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  disregardStatusWithAnnotationSelector: {CUSTOM_STATUS_ANNOTATION}=custom
+---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+"""
+
+
+class ClusterToolsMissing(RuntimeError):
+    """bin/ lacks a control-plane binary: run `make cluster-tools`."""
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for project tools: our kubectl and bin/ first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(VENV_BIN), str(BIN_DIR), env.get("PATH", "")])
+    env.pop("KUBECONFIG", None)
+    return env
+
+
+def check_binaries() -> None:
+    missing = [name for name in BINARIES if not (BIN_DIR / name).exists()]
+    if missing or not (VENV_BIN / "kubectl").exists():
+        raise ClusterToolsMissing(
+            f"missing {', '.join(missing) or 'kubectl'} in {BIN_DIR}; "
+            "run `make cluster-tools` (and `make venv`)"
+        )
+
+
+NODE_MANIFEST = """\
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: {name}
+    kubernetes.io/os: linux
+    kubernetes.io/role: agent
+    type: kwok
+status:
+  allocatable: {{cpu: "32", memory: 256Gi, pods: "110"}}
+  capacity: {{cpu: "32", memory: 256Gi, pods: "110"}}
+"""
+
+
+@dataclass
+class LocalCluster:
+    """One running local cluster; `stop()` deletes it and its work folder."""
+
+    name: str
+    workdir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def kwok_workdir(self) -> Path:
+        return self.workdir / "kwok"
+
+    def env(self) -> dict[str, str]:
+        """Environment for commands against this cluster, and only this one."""
+        env = tool_env()
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["KWOK_WORKDIR"] = str(self.kwok_workdir)
+        return env
+
+    def _kwokctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN_DIR / "kwokctl"), "--name", self.name, "-c", str(self.workdir / "kwok.yaml"), *args],
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    @classmethod
+    def start(cls, workdir: Path, name: str | None = None, *, nodes: int = 1) -> LocalCluster:
+        """Create the cluster, wait until the API answers, and register fake nodes."""
+        check_binaries()
+        workdir.mkdir(parents=True, exist_ok=True)
+        cluster = cls(name=name or f"vigil-{uuid.uuid4().hex[:8]}", workdir=workdir)
+        (workdir / "kwok.yaml").write_text(KWOK_CONFIG)
+        args = ["create", "cluster", "--runtime", "binary", "--kubeconfig", str(cluster.kubeconfig)]
+        args += ["--wait", "120s"]
+        for component, flag in (
+            ("kube-apiserver", "--kube-apiserver-binary"),
+            ("kube-controller-manager", "--kube-controller-manager-binary"),
+            ("kube-scheduler", "--kube-scheduler-binary"),
+            ("etcd", "--etcd-binary"),
+            ("kwok", "--kwok-controller-binary"),
+        ):
+            args += [flag, str((BIN_DIR / component).resolve())]
+        result = cluster._kwokctl(*args)
+        if result.returncode != 0:
+            logs = cluster.component_logs()
+            cluster.stop()
+            raise RuntimeError(f"kwokctl create cluster failed:\n{result.stderr[-4000:]}\n{logs}")
+        for index in range(nodes):
+            cluster.kubectl("apply", "-f", "-", input=NODE_MANIFEST.format(name=f"kwok-node-{index}"))
+        wait_for(cluster._nodes_ready, timeout=60, what="fake nodes Ready")
+        wait_for(
+            lambda: cluster.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+            timeout=60,
+            what="the default ServiceAccount (controller-manager running)",
+        )
+        return cluster
+
+    def _nodes_ready(self) -> bool:
+        nodes = yaml.safe_load(self.kubectl("get", "nodes", "-o", "yaml").stdout)["items"]
+        return bool(nodes) and all(
+            any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+            for n in nodes
+        )
+
+    def stop(self) -> None:
+        """Delete the cluster (stops every component) and remove its files."""
+        self._kwokctl("delete", "cluster", "--kubeconfig", str(self.kubeconfig), timeout=120)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the project's kubectl against this cluster only."""
+        result = subprocess.run(
+            [str(VENV_BIN / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+        return result
+
+    def apply_crds(self) -> None:
+        """Apply crds/ (idempotent) and wait until every CRD is Established."""
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR))
+
+    def api_client(self):  # -> kubernetes.client.ApiClient
+        """A kubernetes-client ApiClient bound to this cluster's kubeconfig."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def component_logs(self, tail: int = 40) -> str:
+        logs_dir = self.kwok_workdir / "clusters" / self.name / "logs"
+        parts = []
+        for log in sorted(logs_dir.glob("*.log")) if logs_dir.exists() else []:
+            lines = log.read_text(errors="replace").splitlines()[-tail:]
+            parts.append(f"--- {log.name} ---\n" + "\n".join(lines))
+        return "\n".join(parts)

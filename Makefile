@@ -60,8 +60,8 @@ lint: venv ## ruff
 
 .PHONY: cluster-up
 cluster-up: deps ## Start the local cluster by hand; prints the kubeconfig to use
-	@$(PY) -m harness.cli up
+	@PYTHONPATH=tests $(PY) -m harness.cli up
 
 .PHONY: cluster-down
 cluster-down: venv ## Stop the local cluster started by cluster-up
-	@$(PY) -m harness.cli down
+	@PYTHONPATH=tests $(PY) -m harness.cli down

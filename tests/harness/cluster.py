@@ -186,12 +186,6 @@ class LocalCluster:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR))
 
-    def api_client(self):  # -> kubernetes.client.ApiClient
-        """A kubernetes-client ApiClient bound to this cluster's kubeconfig."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
-
     def component_logs(self, tail: int = 40) -> str:
         logs_dir = self.kwok_workdir / "clusters" / self.name / "logs"
         parts = []

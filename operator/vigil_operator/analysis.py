@@ -1,0 +1,220 @@
+"""The statistics of one analysis check: a verdict from a measurement, and the streaks it feeds.
+
+Pure and standard-library only, so the rollback rule can be tested and benchmarked on its own
+(`tests/unit/test_analysis.py`, `bench/decisions.py`, and `docs/analysis.md` for the reasoning).
+
+The rule for the built-in accuracy metric, for `correct` right answers out of `samples` labelled
+predictions (counted since the version started serving, or over the last window after promotion):
+
+- fewer than `min_samples` labelled predictions: INCONCLUSIVE;
+- FAIL when the whole Wilson interval lies below the threshold (its upper bound is below it): the
+  model is worse than the threshold beyond reasonable doubt, so noise alone rarely fails a healthy
+  model;
+- PASS when the whole interval lies at or above the threshold (its lower bound is at or above it):
+  a clearly good model (0.97 against 0.90) gets there at the first check with 100 labelled
+  predictions, while a model too close to the threshold to tell (0.905) stays INCONCLUSIVE
+  instead of being promoted on a coin flip; promotion stays as careful as rollback;
+- otherwise (the interval straddles the threshold): INCONCLUSIVE.
+
+`confidence` is the two-sided level of the interval, as statistics libraries report it, so each
+bound is one-sided at (1 + confidence) / 2 (97.5% for 0.95). The analysis looks at the same growing
+evidence every interval, and every look is another chance for noise to cross a bound; the extra
+half of the error budget pays for those repeated looks. With the one-sided reading (each bound at
+95%) `bench/decisions.py` rolls back about 1.4% of models whose true accuracy is 0.91 (goal: 1%);
+with this one, 0.5%, and bad models are caught no later. See docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from functools import cache
+from statistics import NormalDist
+
+
+class Verdict(enum.StrEnum):
+    """The outcome of one check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one Prometheus check returned."""
+
+    value: float | None = None  # accuracy (built-in; the counts win when given) or the custom query's number
+    correct: float | None = None  # built-in only: labelled predictions that were right
+    samples: float | None = None  # built-in only: labelled predictions scored
+    error: str | None = None  # unreachable, bad query, NaN, no series ...
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """How a measurement is judged: `spec.analysis` of the ModelDeployment."""
+
+    threshold: float
+    min_samples: int
+    confidence: float
+    builtin: bool
+
+    def __post_init__(self) -> None:
+        # The CRD validates these; a violation here is a programming error, not a bad measurement.
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold}")
+        if self.builtin and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1] for the accuracy metric, got {self.threshold}")
+        if self.min_samples < 0:
+            raise ValueError(f"min_samples must be >= 0, got {self.min_samples}")
+        _check_confidence(self.confidence)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The verdict of one check, with the numbers a person needs to trust it."""
+
+    verdict: Verdict
+    value: float | None
+    samples: float | None
+    lower: float | None
+    upper: float | None
+    reason: str  # one human sentence, shown in status, events and logs
+
+
+@dataclass(frozen=True)
+class Streaks:
+    """Consecutive verdicts so far: what `failureLimit`, `successLimit` and `errorLimit` count."""
+
+    failures: int = 0
+    passes: int = 0
+    errors: int = 0
+
+
+def wilson_interval(correct: float, total: float, confidence: float) -> tuple[float, float]:
+    """The two-sided Wilson score interval of `correct / total` at `confidence`; (0, 1) with no data."""
+    _check_confidence(confidence)
+    if not (math.isfinite(correct) and math.isfinite(total)) or total < 0 or not 0 <= correct <= total:
+        raise ValueError(f"need 0 <= correct <= total, finite; got correct={correct}, total={total}")
+    if total == 0:
+        return 0.0, 1.0
+    z = _z_score(confidence)
+    proportion = correct / total
+    z2_over_n = z * z / total
+    denominator = 1.0 + z2_over_n
+    centre = (proportion + z2_over_n / 2.0) / denominator
+    spread = math.sqrt(proportion * (1.0 - proportion) / total + z2_over_n / (4.0 * total))
+    half_width = z * spread / denominator
+    # Rounding can push a bound a hair past the point estimate or out of [0, 1] at p = 0 or 1.
+    lower = max(0.0, min(centre - half_width, proportion))
+    upper = min(1.0, max(centre + half_width, proportion))
+    return lower, upper
+
+
+def judge(measurement: Measurement, criteria: Criteria) -> CheckOutcome:
+    """The verdict of one check; never raises for a bad measurement (that is an ERROR verdict)."""
+    if measurement.error is not None:
+        return _error(f"metrics unavailable: {measurement.error}")
+    if criteria.builtin:
+        return _judge_accuracy(measurement, criteria)
+    return _judge_custom_query(measurement, criteria)
+
+
+def next_streaks(previous: Streaks, verdict: Verdict) -> Streaks:
+    """The streaks after one more check.
+
+    PASS and FAIL break each other's streak. INCONCLUSIVE carries no evidence either way, so it
+    keeps both streaks as they are (a lull in labelled traffic must not restart the count towards
+    a rollback of a bad model, nor add to it); it does show that metrics flow again, so it ends an
+    error streak. ERROR counts towards `errorLimit` only: an outage neither helps nor hurts a version.
+    """
+    match verdict:
+        case Verdict.FAIL:
+            return Streaks(failures=previous.failures + 1)
+        case Verdict.PASS:
+            return Streaks(passes=previous.passes + 1)
+        case Verdict.INCONCLUSIVE:
+            return Streaks(failures=previous.failures, passes=previous.passes)
+        case Verdict.ERROR:
+            return Streaks(failures=previous.failures, passes=previous.passes, errors=previous.errors + 1)
+    raise ValueError(f"unknown verdict {verdict!r}")
+
+
+def _judge_accuracy(measurement: Measurement, criteria: Criteria) -> CheckOutcome:
+    samples, correct = measurement.samples, measurement.correct
+    if samples is None or not math.isfinite(samples) or samples < 0:
+        return _error(f"no usable count of labelled predictions (got {samples})")
+    if correct is None:
+        # Only the accuracy came back: recover the count of right answers from it.
+        if measurement.value is None or not math.isfinite(measurement.value):
+            return _error(f"no usable accuracy or count of correct predictions (got {measurement.value})")
+        correct = measurement.value * samples
+    inconsistent = f"inconsistent counters: {correct} correct out of {samples} labelled predictions"
+    if not math.isfinite(correct) or correct < 0:
+        return _error(inconsistent)
+    if correct > samples:
+        if not math.isclose(correct, samples):
+            return _error(inconsistent)
+        correct = samples  # floating-point noise from the query, not a real excess
+    if samples == 0:
+        return CheckOutcome(
+            Verdict.INCONCLUSIVE, None, 0.0, None, None, "no labelled predictions yet, so no verdict"
+        )
+    accuracy = correct / samples
+    lower, upper = wilson_interval(correct, samples, criteria.confidence)
+    over = f"over {samples:.0f} labelled predictions"
+    threshold = _fmt_threshold(criteria.threshold)
+    interval = f"{criteria.confidence * 100:g}% interval {lower:.3f} to {upper:.3f}"
+    if samples < criteria.min_samples:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"only {samples:.0f} labelled predictions, {criteria.min_samples} needed before a verdict "
+            f"(accuracy so far {accuracy:.3f})"
+        )
+    elif upper < criteria.threshold:
+        verdict = Verdict.FAIL
+        reason = f"accuracy {accuracy:.3f} ({interval}) < threshold {threshold} {over}"
+    elif lower >= criteria.threshold:
+        verdict = Verdict.PASS
+        reason = f"accuracy {accuracy:.3f} ({interval}) >= threshold {threshold} {over}"
+    else:
+        verdict = Verdict.INCONCLUSIVE
+        reason = f"accuracy {accuracy:.3f} ({interval}) too close to threshold {threshold} to tell {over}"
+    return CheckOutcome(verdict, accuracy, samples, lower, upper, reason)
+
+
+def _judge_custom_query(measurement: Measurement, criteria: Criteria) -> CheckOutcome:
+    value = measurement.value
+    if value is None:
+        return _error("the query returned no value")
+    if not math.isfinite(value):
+        return _error(f"the query returned {value}")
+    threshold = _fmt_threshold(criteria.threshold)
+    if value >= criteria.threshold:
+        verdict, comparison = Verdict.PASS, ">="
+    else:
+        verdict, comparison = Verdict.FAIL, "<"
+    reason = f"value {value:g} {comparison} threshold {threshold}"
+    return CheckOutcome(verdict, value, None, None, None, reason)
+
+
+def _error(reason: str) -> CheckOutcome:
+    return CheckOutcome(Verdict.ERROR, None, None, None, None, reason)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+@cache
+def _z_score(confidence: float) -> float:
+    return NormalDist().inv_cdf((1.0 + confidence) / 2.0)
+
+
+def _fmt_threshold(threshold: float) -> str:
+    """0.9 as "0.90" (how people write thresholds), 0.925 as "0.925"."""
+    two_decimals = f"{threshold:.2f}"
+    return two_decimals if float(two_decimals) == threshold else f"{threshold:g}"

@@ -1,0 +1,26 @@
+"""Names shared by the operator, its manifests and its tests."""
+
+GROUP = "vigil.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+
+# Labels on everything the operator creates.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "vigil"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MODEL = "vigil.dev/model"
+LABEL_VERSION = "vigil.dev/version"
+
+# The hash of the Deployment spec the operator last applied; a differing hash means "patch".
+ANNOTATION_SPEC_HASH = "vigil.dev/spec-hash"
+# `kubectl annotate mdep NAME vigil.dev/action=retry|rollback|promote`: a manual action that
+# lives in metadata (not in git), so a GitOps re-apply neither undoes nor repeats it.
+ANNOTATION_ACTION = "vigil.dev/action"
+
+SERVER_PORT = 8080
+SERVER_PORT_NAME = "http"
+HISTORY_LIMIT = 10

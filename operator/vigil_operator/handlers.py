@@ -1,0 +1,116 @@
+"""Kopf wiring: one supervisor task per ModelDeployment, woken by events or by its own timer.
+
+Handlers only start, wake and stop supervisors; every round is `reconcile.reconcile_once`.
+Plain event handlers (no daemons, no change handlers) mean Kopf adds no finalizers and
+writes nothing to the objects: deleting a ModelDeployment never waits for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+import prometheus_client
+
+from vigil_operator import constants as c
+from vigil_operator import kube, metrics, prometheus
+from vigil_operator.config import Config
+from vigil_operator.reconcile import reconcile_once
+
+ERROR_RETRY_SECONDS = 5.0
+logger = logging.getLogger("vigil")
+
+
+class Supervisors:
+    """The running supervisor of each ModelDeployment, and the event that wakes it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.wakeups: dict[tuple[str, str], asyncio.Event] = {}
+
+    def wake(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key not in self.tasks or self.tasks[key].done():
+            self.wakeups[key] = asyncio.Event()
+            self.tasks[key] = asyncio.create_task(
+                self._supervise(namespace, name), name=f"vigil:{namespace}/{name}"
+            )
+        self.wakeups[key].set()
+
+    async def _supervise(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        wakeup = self.wakeups[key]
+        log = logging.LoggerAdapter(logger, {"object": f"{namespace}/{name}"})
+        try:
+            while True:
+                wakeup.clear()
+                try:
+                    with metrics.RECONCILE_SECONDS.time():
+                        outcome = await reconcile_once(namespace, name, self.config, log.logger)
+                    delay = outcome.requeue_after
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "reconcile of %s/%s failed; retrying in %ss", namespace, name, ERROR_RETRY_SECONDS
+                    )
+                    delay = ERROR_RETRY_SECONDS
+                if delay is None:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
+        finally:
+            if self.tasks.get(key) is asyncio.current_task():
+                del self.tasks[key]
+                self.wakeups.pop(key, None)
+
+    async def stop_all(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: Config = memo.config
+    # Our own events carry values and queries; Kopf's log-to-event posting would only add noise.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    if config.peering:
+        settings.peering.name = config.peering
+        settings.peering.mandatory = True
+    else:
+        settings.peering.standalone = True
+    if config.metrics_port:
+        prometheus_client.start_http_server(config.metrics_port)
+    await kube.connect()
+    memo.supervisors = Supervisors(config)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    await memo.supervisors.stop_all()
+    await prometheus.close()
+    await kube.close()
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+def model_deployment_changed(
+    event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """Any change to a ModelDeployment (and the initial listing) wakes its supervisor."""
+    if event.get("type") != "DELETED":
+        memo.supervisors.wake(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
+def deployment_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Rollout progress of an owned Deployment wakes its ModelDeployment's supervisor."""
+    owner = labels.get(c.LABEL_MODEL)
+    if owner and (namespace, owner) in memo.supervisors.tasks:
+        memo.supervisors.wake(namespace, owner)

@@ -1,0 +1,158 @@
+"""The only module that talks to the Kubernetes API (besides Kopf's own watching).
+
+Asynchronous (kubernetes_asyncio), so a slow call for one ModelDeployment never blocks
+another. Owned objects are written with server-side apply under one field manager; the
+ModelDeployment itself only ever gets its status written, and its action annotation removed.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import ConfigException
+
+from vigil_operator import constants as c
+
+__all__ = ["ApiException"]
+
+FIELD_MANAGER = "vigil-operator"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+
+_api: client.ApiClient | None = None
+
+
+async def connect() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, otherwise $KUBECONFIG / ~/.kube/config."""
+    global _api
+    if _api is None:
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            await config.load_kube_config()
+        _api = client.ApiClient()
+    return _api
+
+
+async def close() -> None:
+    global _api
+    if _api is not None:
+        await _api.close()
+        _api = None
+
+
+def _plain(api: client.ApiClient, obj: Any) -> dict[str, Any]:
+    return api.sanitize_for_serialization(obj)
+
+
+async def read_model_deployment(namespace: str, name: str) -> dict[str, Any] | None:
+    api = await connect()
+    try:
+        return await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PLURAL, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+async def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
+    api = await connect()
+    try:
+        return _plain(api, await client.AppsV1Api(api).read_namespaced_deployment(name, namespace))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+async def apply_deployment(deployment: dict[str, Any]) -> None:
+    api = await connect()
+    meta = deployment["metadata"]
+    await client.AppsV1Api(api).patch_namespaced_deployment(
+        meta["name"],
+        meta["namespace"],
+        deployment,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        _content_type=APPLY,
+    )
+
+
+async def apply_service(service: dict[str, Any]) -> None:
+    api = await connect()
+    meta = service["metadata"]
+    await client.CoreV1Api(api).patch_namespaced_service(
+        meta["name"], meta["namespace"], service, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+    )
+
+
+async def write_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
+    """Replace the status, only if the object is still the one the decision was made on (else 409)."""
+    api = await connect()
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
+    )
+
+
+async def clear_action(namespace: str, name: str) -> None:
+    """Remove the handled `vigil.dev/action` annotation (metadata, not spec: GitOps-safe)."""
+    api = await connect()
+    body = {"metadata": {"annotations": {c.ANNOTATION_ACTION: None}}}
+    await client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
+    )
+
+
+async def read_secret(namespace: str, name: str) -> dict[str, str]:
+    """The decoded data of a Secret; the caller keeps it out of logs and status."""
+    api = await connect()
+    secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+
+def is_conflict(error: BaseException) -> bool:
+    return isinstance(error, ApiException) and error.status == 409
+
+
+async def post_event(owner: dict[str, Any], reason: str, message: str, *, warning: bool, now: str) -> None:
+    """A core/v1 Event on the ModelDeployment (`kubectl describe mdep` and `kubectl get events`)."""
+    api = await connect()
+    meta = owner["metadata"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": owner.get("apiVersion", c.API_VERSION),
+            "kind": owner.get("kind", c.KIND),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": f"{c.GROUP}/operator",
+        "reportingInstance": FIELD_MANAGER,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    await client.CoreV1Api(api).create_namespaced_event(meta["namespace"], event)
+
+
+async def read_service(namespace: str, name: str) -> dict[str, Any] | None:
+    api = await connect()
+    try:
+        return _plain(api, await client.CoreV1Api(api).read_namespaced_service(name, namespace))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise

@@ -1,0 +1,92 @@
+"""`vigil-operator`: runs the operator (a thin wrapper around `kopf run`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import kopf
+
+from vigil_operator.config import Config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = Config.from_env()
+    parser = argparse.ArgumentParser(
+        prog="vigil-operator",
+        description="Roll out scikit-learn models and roll back when accuracy falls (Kopf operator).",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); env VIGIL_NAMESPACES",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=defaults.default_prometheus_url,
+        help="Prometheus for objects that name none (env VIGIL_PROMETHEUS_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--default-image",
+        default=defaults.default_image,
+        help="model server image for objects that name none (env VIGIL_DEFAULT_IMAGE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="port of the operator's own /metrics, 0: off (env VIGIL_METRICS_PORT; default %(default)s)",
+    )
+    parser.add_argument(
+        "--liveness-port",
+        type=int,
+        default=defaults.liveness_port,
+        help="port of /healthz, 0: off (env VIGIL_LIVENESS_PORT; default %(default)s)",
+    )
+    parser.add_argument(
+        "--peering",
+        default=defaults.peering,
+        help="Kopf peering name for several replicas (HA); without it the operator runs standalone",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    namespaces = tuple(args.namespace) or Config.from_env().namespaces
+    if args.all_namespaces:
+        namespaces = ()
+    config = Config(
+        default_image=args.default_image,
+        default_prometheus_url=args.prometheus_url,
+        namespaces=namespaces,
+        metrics_port=args.metrics_port,
+        liveness_port=args.liveness_port,
+        peering=args.peering,
+        verbose=args.verbose,
+    )
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from vigil_operator import handlers  # noqa: F401 - registers the Kopf handlers
+
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        standalone=not config.peering,
+        peering_name=config.peering,
+        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None,
+        memo=kopf.Memo(config=config),
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,154 @@
+"""The only module that talks to Prometheus: one instant query, turned into a Measurement.
+
+Credentials are sent as headers and never appear in errors, logs, events or status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from vigil_operator.analysis import Measurement
+from vigil_operator.queries import SERIES_LABEL
+
+
+@dataclass(frozen=True)
+class PrometheusAccess:
+    """Where and how to query; credentials come from the ModelDeployment's Secret."""
+
+    url: str
+    timeout: float = 10.0
+    token: str | None = field(default=None, repr=False)
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    ca_cert: str | None = field(default=None, repr=False)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without any user:password part, for messages."""
+        return str(URL(self.url).with_user(None))
+
+
+class PrometheusError(Exception):
+    """The check has no usable number: unreachable, refused, bad query, no series or NaN."""
+
+
+_session: aiohttp.ClientSession | None = None
+
+
+def _client() -> aiohttp.ClientSession:
+    global _session
+    if _session is None or _session.closed:
+        _session = aiohttp.ClientSession()
+    return _session
+
+
+async def close() -> None:
+    if _session is not None and not _session.closed:
+        await _session.close()
+
+
+def _ssl_for(access: PrometheusAccess) -> ssl.SSLContext | None:
+    if not access.ca_cert:
+        return None
+    return ssl.create_default_context(cadata=access.ca_cert)
+
+
+def _auth_for(access: PrometheusAccess) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+    if access.token:
+        return {"Authorization": f"Bearer {access.token}"}, None
+    if access.username is not None:
+        return {}, aiohttp.BasicAuth(access.username, access.password or "")
+    return {}, None
+
+
+async def instant_query(access: PrometheusAccess, query: str) -> dict[str, Any]:
+    """`data` of /api/v1/query for `query`; raises PrometheusError with a readable reason."""
+    headers, auth = _auth_for(access)
+    endpoint = URL(access.url.rstrip("/") + "/api/v1/query")
+    try:
+        async with _client().post(
+            endpoint,
+            data={"query": query},
+            headers=headers,
+            auth=auth,
+            ssl=_ssl_for(access),
+            timeout=aiohttp.ClientTimeout(total=access.timeout),
+        ) as response:
+            status = response.status
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                body = None
+    except TimeoutError:
+        raise PrometheusError(
+            f"Prometheus at {access.safe_url} did not answer within {access.timeout:g}s"
+        ) from None
+    except (aiohttp.ClientError, ssl.SSLError, OSError) as error:
+        raise PrometheusError(
+            f"Prometheus at {access.safe_url} is unreachable: {type(error).__name__}"
+        ) from None
+    if status in (401, 403):
+        raise PrometheusError(f"Prometheus at {access.safe_url} refused the credentials (HTTP {status})")
+    if not isinstance(body, dict):
+        raise PrometheusError(f"Prometheus at {access.safe_url} answered HTTP {status} without a JSON body")
+    if body.get("status") != "success":
+        raise PrometheusError(f"Prometheus rejected the query ({body.get('errorType')}): {body.get('error')}")
+    return body["data"]
+
+
+def _number(text: Any) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise PrometheusError(f"the query returned {value}")
+    return value
+
+
+def accuracy_measurement(data: dict[str, Any]) -> Measurement:
+    """Correct and total counts from the built-in query's two series."""
+    counts = {
+        item.get("metric", {}).get(SERIES_LABEL): float(item["value"][1])
+        for item in data.get("result", [])
+        if data.get("resultType") == "vector"
+    }
+    if "total" not in counts:
+        raise PrometheusError(
+            "no feedback series for this version: has the model server received labelled predictions, "
+            "and does Prometheus scrape it with a namespace label?"
+        )
+    total = _number(counts["total"])
+    correct = _number(counts.get("correct", 0.0))
+    return Measurement(value=correct / total if total > 0 else None, correct=correct, samples=total)
+
+
+def single_value_measurement(data: dict[str, Any]) -> Measurement:
+    """The one number a custom query must return."""
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        return Measurement(value=_number(result[1]))
+    if kind == "vector" and isinstance(result, list):
+        if len(result) != 1:
+            raise PrometheusError(
+                f"the query returned {len(result)} series; it must return exactly one number"
+            )
+        return Measurement(value=_number(result[0]["value"][1]))
+    raise PrometheusError(f"the query returned a {kind}; it must return one number (a scalar or one series)")
+
+
+async def measure(access: PrometheusAccess, query: str, *, builtin: bool) -> Measurement:
+    """One check's measurement; every failure becomes `Measurement(error=...)`, never an exception."""
+    try:
+        data = await instant_query(access, query)
+        return accuracy_measurement(data) if builtin else single_value_measurement(data)
+    except PrometheusError as error:
+        return Measurement(error=str(error))
+    except asyncio.CancelledError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        return Measurement(error=f"unexpected answer from Prometheus: {type(error).__name__}: {error}")

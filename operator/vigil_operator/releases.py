@@ -1,0 +1,142 @@
+"""A release is what one version of a model server needs to run; the spec, in typed form."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus/Go style duration such as "30s", "5m" or "1h30m"."""
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (use forms like 30s, 5m, 1h30m)")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """A PromQL range for `seconds`, rounded up to whole seconds."""
+    return f"{max(1, int(-(-seconds // 1)))}s"
+
+
+@dataclass(frozen=True)
+class Release:
+    """Everything that identifies one running version: a change to any field is a rollout."""
+
+    version: str
+    uri: str
+    image: str
+    sha256: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"version": self.version, "uri": self.uri, "image": self.image}
+        if self.sha256:
+            data["sha256"] = self.sha256
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Release | None:
+        if not data or not data.get("version"):
+            return None
+        return cls(
+            version=str(data["version"]),
+            uri=str(data.get("uri", "")),
+            image=str(data.get("image", "")),
+            sha256=data.get("sha256") or None,
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """`spec.analysis`, with defaults already applied (the CRD applies the same ones)."""
+
+    prometheus_url: str
+    credentials_secret: str | None = None
+    query: str | None = None
+    threshold: float = 0.9
+    interval: float = 30.0
+    window: float = 300.0
+    min_samples: int = 100
+    failure_limit: int = 3
+    success_limit: int = 3
+    after_promotion: bool = True
+    error_limit: int = 5
+    confidence: float = 0.95
+    query_timeout: float = 10.0
+
+    @property
+    def builtin(self) -> bool:
+        return not self.query
+
+
+@dataclass(frozen=True)
+class ModelDeploymentSpec:
+    """The typed spec of one ModelDeployment."""
+
+    release: Release
+    analysis: AnalysisSpec
+    replicas: int = 1
+    progress_deadline_seconds: int = 600
+    resources: dict[str, Any] = field(default_factory=dict)
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be acted on; the message names the field."""
+
+
+def parse_spec(
+    spec: dict[str, Any], *, default_image: str, default_prometheus_url: str
+) -> ModelDeploymentSpec:
+    """Typed spec from the object's `spec`; operator defaults fill the optional fields."""
+    try:
+        model = spec["model"]
+        analysis = spec.get("analysis") or {}
+        release = Release(
+            version=str(spec["version"]),
+            uri=str(model["uri"]),
+            image=str(spec.get("image") or default_image),
+            sha256=model.get("sha256") or None,
+        )
+        durations = {
+            key: parse_duration(str(analysis.get(key, default)))
+            for key, default in (("interval", "30s"), ("window", "5m"), ("queryTimeout", "10s"))
+        }
+        analysis_spec = AnalysisSpec(
+            prometheus_url=str(analysis.get("prometheusUrl") or default_prometheus_url),
+            credentials_secret=analysis.get("credentialsSecret") or None,
+            query=analysis.get("query") or None,
+            threshold=float(analysis.get("threshold", 0.9)),
+            interval=durations["interval"],
+            window=durations["window"],
+            min_samples=int(analysis.get("minSamples", 100)),
+            failure_limit=int(analysis.get("failureLimit", 3)),
+            success_limit=int(analysis.get("successLimit", 3)),
+            after_promotion=bool(analysis.get("afterPromotion", True)),
+            error_limit=int(analysis.get("errorLimit", 5)),
+            confidence=float(analysis.get("confidence", 0.95)),
+            query_timeout=durations["queryTimeout"],
+        )
+    except KeyError as missing:
+        raise InvalidSpec(f"spec is missing the required field {missing.args[0]!r}") from None
+    except (TypeError, ValueError) as error:
+        raise InvalidSpec(f"spec is invalid: {error}") from None
+    if not analysis_spec.prometheus_url:
+        raise InvalidSpec(
+            "spec.analysis.prometheusUrl is empty and the operator has no default Prometheus URL"
+        )
+    return ModelDeploymentSpec(
+        release=release,
+        analysis=analysis_spec,
+        replicas=int(spec.get("replicas", 1)),
+        progress_deadline_seconds=int(spec.get("progressDeadlineSeconds", 600)),
+        resources=dict(spec.get("resources") or {}),
+        pod_labels=dict(spec.get("podLabels") or {}),
+        pod_annotations=dict(spec.get("podAnnotations") or {}),
+    )

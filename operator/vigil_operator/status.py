@@ -1,0 +1,207 @@
+"""The ModelDeployment status: facts to and from their stored form, and derived conditions. Pure.
+
+Conditions follow kstatus (`Ready`, plus the abnormal-true `Progressing` and `Degraded`, and
+`RolledBack`), so `kubectl wait --for=condition=Ready`, Flux and Argo CD health all work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vigil_operator.analysis import Streaks, Verdict
+from vigil_operator.decisions import CheckRecord, Facts, HistoryEntry, Phase, metrics_unavailable, phase_of
+from vigil_operator.releases import AnalysisSpec, Release
+
+
+def to_timestamp(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def facts_from_status(status: dict[str, Any] | None) -> Facts:
+    """Facts from a stored status; an empty or foreign status gives the facts of a new object."""
+    status = status or {}
+    streaks = status.get("streaks") or {}
+    check = status.get("lastCheck") or None
+    return Facts(
+        current=Release.from_dict(status.get("currentRelease")),
+        stable=Release.from_dict(status.get("stableRelease")),
+        failed_version=status.get("failedVersion") or None,
+        rollout_started_at=from_timestamp(status.get("rolloutStartedAt")),
+        serving_since=from_timestamp(status.get("servingSince")),
+        rollback_reason=status.get("rollbackReason") or None,
+        degraded_reason=status.get("degradedReason") or None,
+        streaks=Streaks(
+            failures=int(streaks.get("failures", 0)),
+            passes=int(streaks.get("passes", 0)),
+            errors=int(streaks.get("errors", 0)),
+        ),
+        last_check=_check_from_dict(check) if check and check.get("time") else None,
+        history=tuple(
+            HistoryEntry(
+                release,
+                str(item.get("outcome", "")),
+                from_timestamp(item.get("at")) or _EPOCH,
+                str(item.get("reason", "")),
+            )
+            for item in status.get("history") or []
+            if (release := Release.from_dict(item)) is not None
+        ),
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _check_from_dict(data: dict[str, Any]) -> CheckRecord:
+    return CheckRecord(
+        time=from_timestamp(data["time"]) or _EPOCH,
+        verdict=Verdict(data.get("verdict", "error")),
+        value=data.get("value"),
+        samples=data.get("samples"),
+        lower=data.get("lower"),
+        upper=data.get("upper"),
+        query=str(data.get("query", "")),
+        reason=str(data.get("reason", "")),
+    )
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def conditions_of(facts: Facts, analysis: AnalysisSpec, desired: Release) -> list[Condition]:
+    phase = phase_of(facts)
+    current = facts.current.version if facts.current else "nothing"
+    no_data = metrics_unavailable(facts, analysis)
+    if facts.degraded_reason is not None:
+        degraded = Condition("Degraded", True, facts.degraded_reason, message_of(facts, desired))
+    elif no_data:
+        degraded = Condition(
+            "Degraded",
+            True,
+            "MetricsUnavailable",
+            f"{facts.streaks.errors} checks in a row returned no usable data; keeping {current}",
+        )
+    else:
+        degraded = Condition("Degraded", False, "AsExpected", "")
+    ready = phase is Phase.PROMOTED and facts.current == desired
+    progressing = phase in (Phase.PROGRESSING, Phase.ANALYZING)
+    return [
+        Condition("Ready", ready, phase.value, message_of(facts, desired)),
+        Condition(
+            "Progressing",
+            progressing,
+            "RolloutInProgress" if phase is Phase.PROGRESSING else ("Analyzing" if progressing else "Idle"),
+            f"{current}: {phase.value}" if progressing else "",
+        ),
+        degraded,
+        Condition(
+            "RolledBack",
+            facts.rollback_reason is not None,
+            facts.rollback_reason or "NotRolledBack",
+            f"{facts.failed_version} was rolled back to {current}" if facts.rollback_reason else "",
+        ),
+    ]
+
+
+def message_of(facts: Facts, desired: Release) -> str:
+    """One sentence for `status.message` and the Ready condition."""
+    current = facts.current.version if facts.current else "nothing"
+    match phase_of(facts):
+        case Phase.PROGRESSING:
+            return f"rolling out {current}"
+        case Phase.ANALYZING:
+            check = facts.last_check.reason if facts.last_check else "waiting for the first check"
+            return f"analysing {current}: {check}"
+        case Phase.PROMOTED:
+            return f"{current} is stable and serving"
+        case Phase.ROLLED_BACK:
+            return (
+                f"{facts.failed_version} was rolled back ({facts.rollback_reason}); {current} serves. "
+                f"Change spec.version or annotate vigil.dev/action=retry to try {desired.version} again"
+            )
+        case Phase.DEGRADED:
+            return f"{current} needs attention: {facts.degraded_reason}"
+
+
+def status_of(
+    facts: Facts,
+    analysis: AnalysisSpec,
+    desired: Release,
+    generation: int,
+    now: datetime,
+    previous_conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The full status to store; a condition keeps its lastTransitionTime while unchanged."""
+    before = {c.get("type"): c for c in previous_conditions or []}
+    conditions = []
+    for condition in conditions_of(facts, analysis, desired):
+        status = "True" if condition.status else "False"
+        old = before.get(condition.type) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == status else None
+        conditions.append(
+            {
+                "type": condition.type,
+                "status": status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since or to_timestamp(now),
+            }
+        )
+    check = facts.last_check
+    return {
+        "observedGeneration": generation,
+        "phase": phase_of(facts).value,
+        "message": message_of(facts, desired),
+        "currentVersion": facts.current.version if facts.current else None,
+        "stableVersion": facts.stable.version if facts.stable else None,
+        "failedVersion": facts.failed_version,
+        "currentRelease": facts.current.to_dict() if facts.current else None,
+        "stableRelease": facts.stable.to_dict() if facts.stable else None,
+        "rolloutStartedAt": to_timestamp(facts.rollout_started_at),
+        "servingSince": to_timestamp(facts.serving_since),
+        "rollbackReason": facts.rollback_reason,
+        "degradedReason": facts.degraded_reason,
+        "streaks": {
+            "failures": facts.streaks.failures,
+            "passes": facts.streaks.passes,
+            "errors": facts.streaks.errors,
+        },
+        "lastCheck": None
+        if check is None
+        else {
+            "time": to_timestamp(check.time),
+            "verdict": check.verdict.value,
+            "value": check.value,
+            "samples": check.samples,
+            "lower": check.lower,
+            "upper": check.upper,
+            "query": check.query,
+            "reason": check.reason,
+        },
+        "history": [
+            {
+                **entry.release.to_dict(),
+                "outcome": entry.outcome,
+                "at": to_timestamp(entry.at),
+                "reason": entry.reason,
+            }
+            for entry in facts.history
+        ],
+        "conditions": conditions,
+    }

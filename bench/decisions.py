@@ -1,0 +1,266 @@
+"""Simulated analyses: Vigil's rollback rule against the naive per-window rule.
+
+Each simulated rollout runs `CHECKS` checks; before each, `K` labelled predictions arrive, each
+right with probability `true accuracy`. Both rules see the same predictions:
+
+- ours: the counts since the version started serving, judged by `vigil_operator.analysis.judge`
+  (built-in metric, Wilson bounds) and counted by `next_streaks`; rollback at `FAILURE_LIMIT`
+  consecutive fails. Promotion (`SUCCESS_LIMIT` passes in a row) is reported but does not stop
+  the simulated analysis, so both rules get the same 20 checks to find a bad model;
+- naive (Flagger, Argo Rollouts): each check judges its own K predictions alone and fails when
+  their accuracy is below the threshold; rollback at `FAILURE_LIMIT` consecutive fails.
+
+Run: `.venv/bin/python bench/decisions.py [--runs N] [--seed S]` (or `make bench-decisions`).
+Prints a Markdown table and the goals of issue 4; exits 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from vigil_operator.analysis import Criteria, Measurement, Streaks, Verdict, judge, next_streaks
+
+THRESHOLD = 0.90
+CHECKS = 20
+FAILURE_LIMIT = 3
+SUCCESS_LIMIT = 3
+MIN_SAMPLES = 100
+CONFIDENCE = 0.95
+TRUE_ACCURACIES = (0.80, 0.85, 0.88, 0.89, 0.90, 0.91, 0.93, 0.95, 0.97)
+PREDICTIONS_PER_CHECK = (50, 100, 400)
+DEFAULT_RUNS = 10_000
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    """How one rule did over the simulated rollouts of one cell."""
+
+    rolled_back: float  # fraction of rollouts rolled back within CHECKS checks
+    median_checks_to_rollback: float | None  # among those rolled back
+    promoted: float | None = None  # ours only: fraction promoted within CHECKS checks
+    median_checks_to_promotion: float | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One true accuracy at one traffic level."""
+
+    true_accuracy: float
+    per_check: int
+    runs: int
+    ours: RuleStats
+    naive: RuleStats
+
+    @property
+    def healthy(self) -> bool:
+        return self.true_accuracy >= THRESHOLD
+
+    def wrong_decisions(self, stats: RuleStats) -> float:
+        """False rollbacks of a healthy model, or missed rollbacks of a bad one."""
+        return stats.rolled_back if self.healthy else 1.0 - stats.rolled_back
+
+
+@dataclass(frozen=True)
+class Goal:
+    description: str
+    met: bool
+    detail: str
+
+
+@cache
+def our_verdict(correct: int, samples: int, confidence: float) -> Verdict:
+    """The real `judge`, memoised: it is pure and the same counts recur across rollouts."""
+    criteria = Criteria(threshold=THRESHOLD, min_samples=MIN_SAMPLES, confidence=confidence, builtin=True)
+    measurement = Measurement(value=correct / samples, correct=float(correct), samples=float(samples))
+    return judge(measurement, criteria).verdict
+
+
+def simulate_ours(correct_per_check: np.ndarray, per_check: int, confidence: float) -> RuleStats:
+    """Cumulative evidence, `judge` and `next_streaks`: what the operator does before promotion."""
+    cumulative_correct = np.cumsum(correct_per_check, axis=1).tolist()
+    rollback_checks: list[int] = []
+    promotion_checks: list[int] = []
+    for rollout in cumulative_correct:
+        streaks = Streaks()
+        promoted = False
+        for check, correct in enumerate(rollout, start=1):
+            streaks = next_streaks(streaks, our_verdict(correct, check * per_check, confidence))
+            if not promoted and streaks.passes >= SUCCESS_LIMIT:
+                promoted = True
+                promotion_checks.append(check)
+            if streaks.failures >= FAILURE_LIMIT:
+                rollback_checks.append(check)
+                break
+    runs = len(cumulative_correct)
+    return RuleStats(
+        rolled_back=len(rollback_checks) / runs,
+        median_checks_to_rollback=_median(rollback_checks),
+        promoted=len(promotion_checks) / runs,
+        median_checks_to_promotion=_median(promotion_checks),
+    )
+
+
+def simulate_naive(correct_per_check: np.ndarray, per_check: int) -> RuleStats:
+    """Each check alone: fail when its own window's accuracy is below the threshold."""
+    failed = correct_per_check / per_check < THRESHOLD
+    runs = failed.shape[0]
+    fails_in_a_row = np.zeros(runs, dtype=np.int64)
+    rollback_check = np.zeros(runs, dtype=np.int64)  # 0: never rolled back
+    for check in range(CHECKS):
+        fails_in_a_row = np.where(failed[:, check], fails_in_a_row + 1, 0)
+        newly = (rollback_check == 0) & (fails_in_a_row >= FAILURE_LIMIT)
+        rollback_check[newly] = check + 1
+    rolled_back = rollback_check[rollback_check > 0].tolist()
+    return RuleStats(rolled_back=len(rolled_back) / runs, median_checks_to_rollback=_median(rolled_back))
+
+
+def simulate_cell(
+    true_accuracy: float, per_check: int, runs: int, seed: int, confidence: float = CONFIDENCE
+) -> Cell:
+    # Each cell has its own stream, so a cell's numbers do not depend on which other cells ran.
+    rng = np.random.default_rng([seed, round(true_accuracy * 10_000), per_check])
+    correct_per_check = rng.binomial(per_check, true_accuracy, size=(runs, CHECKS))
+    return Cell(
+        true_accuracy=true_accuracy,
+        per_check=per_check,
+        runs=runs,
+        ours=simulate_ours(correct_per_check, per_check, confidence),
+        naive=simulate_naive(correct_per_check, per_check),
+    )
+
+
+def simulate(
+    runs: int,
+    seed: int,
+    true_accuracies: Sequence[float] = TRUE_ACCURACIES,
+    predictions_per_check: Sequence[int] = PREDICTIONS_PER_CHECK,
+    confidence: float = CONFIDENCE,
+) -> list[Cell]:
+    """Every (traffic, true accuracy) cell, traffic-major."""
+    return [
+        simulate_cell(accuracy, per_check, runs, seed, confidence)
+        for per_check in predictions_per_check
+        for accuracy in true_accuracies
+    ]
+
+
+def goals(cells: Sequence[Cell]) -> list[Goal]:
+    """Issue 4's goals, at 100 labelled predictions per check."""
+    by_key = {(cell.per_check, cell.true_accuracy): cell for cell in cells}
+    healthy, bad = by_key[(100, 0.91)], by_key[(100, 0.85)]
+    ours_median = bad.ours.median_checks_to_rollback
+    naive_median = bad.naive.median_checks_to_rollback
+    return [
+        Goal(
+            "false rollbacks at 0.91 <= 1%",
+            healthy.ours.rolled_back <= 0.01,
+            f"ours {_percent(healthy.ours.rolled_back)}, naive {_percent(healthy.naive.rolled_back)}",
+        ),
+        Goal(
+            "rollbacks at 0.85 >= 99%",
+            bad.ours.rolled_back >= 0.99,
+            f"ours {_percent(bad.ours.rolled_back)}, naive {_percent(bad.naive.rolled_back)}",
+        ),
+        Goal(
+            "median checks to rollback at 0.85 <= naive + 1",
+            ours_median is not None and naive_median is not None and ours_median <= naive_median + 1,
+            f"ours {_checks(ours_median)}, naive {_checks(naive_median)}",
+        ),
+    ]
+
+
+def render_table(cells: Sequence[Cell]) -> str:
+    """A Markdown table, one row per cell."""
+    header = (
+        "| K | true acc | wrong decision | ours | naive | naive/ours "
+        "| checks to rollback, ours | naive | promoted, ours | checks to promotion, ours |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for cell in cells:
+        ours, naive = cell.wrong_decisions(cell.ours), cell.wrong_decisions(cell.naive)
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(cell.per_check),
+                    f"{cell.true_accuracy:.2f}",
+                    "false rollback" if cell.healthy else "missed rollback",
+                    _percent(ours),
+                    _percent(naive),
+                    _ratio(naive, ours, cell.runs),
+                    _checks(cell.ours.median_checks_to_rollback),
+                    _checks(cell.naive.median_checks_to_rollback),
+                    _percent(cell.ours.promoted),
+                    _checks(cell.ours.median_checks_to_promotion),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="simulated rollouts per cell")
+    parser.add_argument("--seed", type=int, default=1, help="random seed")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=CONFIDENCE,
+        help="spec.analysis.confidence for our rule (0.90 is the one-sided reading of 95%%)",
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
+
+    if not 0.0 < args.confidence < 1.0:
+        parser.error("--confidence must be in (0, 1)")
+
+    cells = simulate(args.runs, args.seed, confidence=args.confidence)
+    print(
+        f"{args.runs} simulated rollouts per cell, seed {args.seed}; K labelled predictions per check, "
+        f"{CHECKS} checks, failureLimit {FAILURE_LIMIT}, successLimit {SUCCESS_LIMIT}, "
+        f"threshold {THRESHOLD:.2f}, minSamples {MIN_SAMPLES}, confidence {args.confidence:g}"
+    )
+    print("ours: judge() on all labelled predictions since the version started serving;")
+    print("naive: each check's own K predictions, failed when below the threshold (Flagger, Argo Rollouts)")
+    print()
+    print(render_table(cells))
+    print()
+    results = goals(cells)
+    print(
+        "Goals (K=100): "
+        + "; ".join(f"{g.description}: {'PASS' if g.met else 'FAIL'} ({g.detail})" for g in results)
+    )
+    return 0 if all(g.met for g in results) else 1
+
+
+def _median(values: list[int]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.2f}%"
+
+
+def _checks(median: float | None) -> str:
+    return "-" if median is None else f"{median:g}"
+
+
+def _ratio(naive: float, ours: float, runs: int) -> str:
+    if ours == 0:
+        # Ours saw none in `runs` rollouts: its rate is below 1/runs, so the ratio is a lower bound.
+        return "-" if naive == 0 else f"> {naive * runs:.0f}x"
+    ratio = naive / ours
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -65,3 +65,16 @@ cluster-up: deps ## Start the local cluster by hand; prints the kubeconfig to us
 .PHONY: cluster-down
 cluster-down: venv ## Stop the local cluster started by cluster-up
 	@PYTHONPATH=tests $(PY) -m harness.cli down
+
+.PHONY: bench-decisions
+bench-decisions: venv ## Rollback rule vs the naive per-window rule (Flagger/Argo Rollouts): false/missed rollbacks
+	@$(PY) bench/decisions.py
+
+.PHONY: bench-server
+bench-server: venv ## Our model server vs MLServer 1.7 under wrk (127.0.0.1, bounded), with ratios
+	@hack/install-debian-tools.sh wrk
+	@$(PY) bench/server.py
+
+.PHONY: clean
+clean: ## Remove bin/ links, .work/ and caches (keeps .venv and ~/.cache/vigil)
+	rm -rf bin .work .pytest_cache .ruff_cache

@@ -79,6 +79,14 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# `--check`: exit 0 only when every binary is already in place (bin/ links resolve).
+if [ "${1:-}" = "--check" ]; then
+  for name in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl helm; do
+    [ -x "$bin_dir/$name" ] || exit 1
+  done
+  exit 0
+fi
+
 # name:builder, in the order they are needed
 for entry in etcd:build_etcd kwok:build_kwok kwokctl:build_kwok helm:build_helm \
   kube-apiserver:build_k8s kube-controller-manager:build_k8s kube-scheduler:build_k8s; do

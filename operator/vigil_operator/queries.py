@@ -11,6 +11,9 @@ FEEDBACK_TOTAL = "vigil_model_feedback_total"
 FEEDBACK_CORRECT = "vigil_model_feedback_correct_total"
 # The built-in query returns two series told apart by this label: correct and total counts.
 SERIES_LABEL = "vigil_series"
+# `increase()` needs two scrapes in its range: a version that started serving a moment ago is
+# read over this much at least (still only its own series: they carry its version label).
+MIN_RANGE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
     selector = (
         f"namespace={_quote(target.namespace)}, model={_quote(target.name)}, version={_quote(target.version)}"
     )
-    window = format_duration(plan.range_seconds)
+    window = format_duration(max(plan.range_seconds, MIN_RANGE_SECONDS))
 
     def counted(metric: str, series: str) -> str:
         return (

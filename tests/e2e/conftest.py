@@ -1,0 +1,173 @@
+"""The whole stack for end-to-end tests: local cluster, Prometheus, the operator as a real
+process, model servers run by the stand-in kubelet, and labelled traffic."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from harness.cluster import VENV_BIN, LocalCluster
+from harness.kubeapi import KubeApi
+from harness.kubelet import CUSTOM_STATUS, LocalKubelet
+from harness.models import TrainedModel, train
+from harness.ports import free_port
+from harness.processes import LocalProcess, ProcessGroup
+from harness.prometheus import LocalPrometheus
+from harness.traffic import TrafficGenerator
+from harness.waiting import wait_for
+
+GROUP_PATH = "/apis/vigil.dev/v1alpha1"
+
+# Fast analysis settings, so a scenario takes seconds: checks every 2 s, 50 labels minimum.
+FAST_ANALYSIS = {
+    "interval": "2s",
+    "window": "30s",
+    "minSamples": 50,
+    "failureLimit": 3,
+    "successLimit": 3,
+    "errorLimit": 3,
+    "threshold": 0.9,
+}
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedModel]:
+    """A good iris model (accuracy ~0.97) and a degraded one (~0.79, 40% labels shuffled)."""
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "good": train(folder / "good.joblib"),
+        "good-too": train(folder / "good-too.joblib", seed=1, shuffled_fraction=0.0),
+        "bad": train(folder / "bad.joblib", shuffled_fraction=0.4),
+    }
+
+
+def model_deployment(
+    name: str,
+    namespace: str,
+    version: str,
+    model: TrainedModel,
+    *,
+    prometheus_url: str,
+    sha256: str | None = None,
+    progress_deadline: int = 600,
+    **analysis: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "version": version,
+            "model": {"uri": model.uri, "sha256": sha256 or model.sha256},
+            "image": "vigil-model-server:test",
+            "replicas": 1,
+            "progressDeadlineSeconds": progress_deadline,
+            "podAnnotations": dict(CUSTOM_STATUS),
+            "analysis": {"prometheusUrl": prometheus_url, **FAST_ANALYSIS, **analysis},
+        },
+    }
+
+
+@dataclass
+class Stack:
+    cluster: LocalCluster
+    namespace: str
+    api: KubeApi
+    processes: ProcessGroup
+    prometheus: LocalPrometheus
+    kubelet: LocalKubelet
+    traffic: TrafficGenerator
+    operator: LocalProcess | None = None
+    operator_port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start_operator(self) -> LocalProcess:
+        self.operator_port = free_port()
+        env = {
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "VIGIL_DEFAULT_IMAGE": "vigil-model-server:test",
+            "PATH": self.cluster.env()["PATH"],
+        }
+        argv = [
+            str(VENV_BIN / "vigil-operator"),
+            "--namespace",
+            self.namespace,
+            "--liveness-port",
+            str(self.operator_port),
+            "--metrics-port",
+            "0",
+            "--verbose",
+        ]
+        self.operator = self.processes.start("operator", argv, env=env)
+        wait_for(self._operator_live, timeout=60, what="the operator's liveness endpoint")
+        return self.operator
+
+    def _operator_live(self) -> bool:
+        assert self.operator is not None
+        if not self.operator.alive():
+            raise RuntimeError(f"the operator exited:\n{self.operator.log()[-3000:]}")
+        return httpx.get(f"http://127.0.0.1:{self.operator_port}/healthz", timeout=1).status_code == 200
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+    def mdep(self, name: str) -> dict[str, Any]:
+        return self.api.get(f"{GROUP_PATH}/namespaces/{self.namespace}/modeldeployments/{name}")
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.mdep(name).get("status") or {}
+
+    def wait_status(
+        self, name: str, predicate, *, timeout: float = 120, what: str = "status"
+    ) -> dict[str, Any]:
+        def current() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if predicate(status) else None
+
+        try:
+            return wait_for(current, timeout=timeout, what=f"{name}: {what}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nlast status: {yaml.safe_dump(self.status(name))}") from None
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self.api.get(f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}")
+
+    def deployment_version(self, name: str) -> str:
+        env = self.deployment(name)["spec"]["template"]["spec"]["containers"][0]["env"]
+        return next(item["value"] for item in env if item["name"] == "MODEL_VERSION")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        items = self.api.get(
+            f"/api/v1/namespaces/{self.namespace}/events",
+            fieldSelector=f"involvedObject.name={name},involvedObject.kind=ModelDeployment",
+        )["items"]
+        return sorted(items, key=lambda e: e["metadata"]["creationTimestamp"])
+
+    def reasons(self, name: str) -> list[str]:
+        return [event["reason"] for event in self.events(name)]
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+@pytest.fixture
+def stack(cluster: LocalCluster, namespace: str, processes: ProcessGroup, tmp_path: Path) -> Iterator[Stack]:
+    api = KubeApi(cluster.kubeconfig)
+    prometheus = LocalPrometheus.start(tmp_path / "prometheus", processes)
+    kubelet = LocalKubelet(api, namespace, processes, prometheus).start()
+    traffic = TrafficGenerator(kubelet).start()
+    local = Stack(cluster, namespace, api, processes, prometheus, kubelet, traffic, env=dict(os.environ))
+    try:
+        yield local
+    finally:
+        traffic.stop()
+        kubelet.stop()
+        api.close()

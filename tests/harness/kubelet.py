@@ -1,0 +1,198 @@
+"""A stand-in kubelet for model-server pods: real server processes, real readiness.
+
+kwok leaves pods annotated `kwok.x-k8s.io/status: custom` alone. For those pods this
+thread does what a kubelet would: it runs the model server the pod's env describes (one
+local process per release, shared by that release's pods), mirrors the server's own
+`/v2/health/ready` into the pod's Ready condition, and removes pods once deleted. It also
+keeps Prometheus scraping exactly the running servers, with the `namespace` target label
+that Kubernetes pod discovery would set.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from harness.cluster import VENV_BIN
+from harness.kubeapi import KubeApi
+from harness.ports import free_port
+from harness.processes import LocalProcess, ProcessGroup
+from harness.prometheus import LocalPrometheus, ScrapeTarget
+
+CUSTOM_STATUS = {"kwok.x-k8s.io/status": "custom"}
+POLL_SECONDS = 0.3
+
+
+@dataclass(frozen=True)
+class ServerKey:
+    """What a pod's container env says to run."""
+
+    uri: str
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass
+class RunningServer:
+    key: ServerKey
+    port: int
+    process: LocalProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _server_key(pod: dict[str, Any]) -> ServerKey | None:
+    containers = pod.get("spec", {}).get("containers") or []
+    env = (
+        {item["name"]: item.get("value", "") for item in (containers[0].get("env") or [])}
+        if containers
+        else {}
+    )
+    if not env.get("MODEL_URI"):
+        return None
+    return ServerKey(
+        env["MODEL_URI"], env.get("MODEL_NAME", ""), env.get("MODEL_VERSION", ""), env.get("MODEL_SHA256", "")
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LocalKubelet:
+    """Runs in a thread for one namespace; `stop()` ends it (processes belong to the group)."""
+
+    def __init__(
+        self, api: KubeApi, namespace: str, processes: ProcessGroup, prometheus: LocalPrometheus | None
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.processes = processes
+        self.prometheus = prometheus
+        self.servers: dict[ServerKey, RunningServer] = {}
+        self.ready_pods: dict[str, ServerKey] = {}  # pod name -> what it serves
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"kubelet-{namespace}", daemon=True)
+        self.errors: list[str] = []
+
+    def start(self) -> LocalKubelet:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def serving(self) -> list[RunningServer]:
+        """The server of each Ready pod (a release with two Ready pods appears twice)."""
+        with self._lock:
+            return [self.servers[key] for key in self.ready_pods.values() if key in self.servers]
+
+    def server_for(self, version: str) -> RunningServer | None:
+        with self._lock:
+            return next((s for k, s in self.servers.items() if k.version == version), None)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sync()
+            except (httpx.HTTPError, KeyError) as error:
+                self.errors.append(repr(error))
+            self._stop.wait(POLL_SECONDS)
+
+    def _sync(self) -> None:
+        pods = self.api.get(f"/api/v1/namespaces/{self.namespace}/pods")["items"]
+        ready: dict[str, ServerKey] = {}
+        for pod in pods:
+            meta = pod["metadata"]
+            annotations = meta.get("annotations") or {}
+            if any(annotations.get(k) != v for k, v in CUSTOM_STATUS.items()):
+                continue
+            path = f"/api/v1/namespaces/{self.namespace}/pods/{meta['name']}"
+            if meta.get("deletionTimestamp"):
+                self.api.delete(path, gracePeriodSeconds=0)
+                continue
+            key = _server_key(pod)
+            if key is None or not pod.get("spec", {}).get("nodeName"):
+                continue
+            server = self._ensure_server(key)
+            is_ready = self._probe(server)
+            if is_ready:
+                ready[meta["name"]] = key
+            self._report(path, pod, is_ready)
+        with self._lock:
+            self.ready_pods = ready
+
+    def _ensure_server(self, key: ServerKey) -> RunningServer:
+        if key in self.servers and self.servers[key].process.alive():
+            return self.servers[key]
+        port = free_port()
+        argv = [str(VENV_BIN / "vigil-model-server"), "--model-uri", key.uri, "--model-name", key.name]
+        argv += ["--model-version", key.version, "--host", "127.0.0.1", "--port", str(port)]
+        if key.sha256:
+            argv += ["--sha256", key.sha256]
+        process = self.processes.start(f"model-server-{key.version}", argv)
+        with self._lock:
+            self.servers[key] = RunningServer(key, port, process)
+        if self.prometheus is not None:
+            self.prometheus.set_targets(
+                [
+                    ScrapeTarget(f"127.0.0.1:{s.port}", {"namespace": self.namespace})
+                    for s in self.servers.values()
+                ]
+            )
+        return self.servers[key]
+
+    @staticmethod
+    def _probe(server: RunningServer) -> bool:
+        try:
+            return httpx.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _report(self, path: str, pod: dict[str, Any], ready: bool) -> None:
+        status = pod.get("status") or {}
+        current = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        wanted = "True" if ready else "False"
+        if status.get("phase") == "Running" and current.get("Ready") == wanted:
+            return
+        now = _now()
+        conditions = [
+            {"type": kind, "status": value, "lastTransitionTime": now}
+            for kind, value in (
+                ("PodScheduled", "True"),
+                ("Initialized", "True"),
+                ("ContainersReady", wanted),
+                ("Ready", wanted),
+            )
+        ]
+        container = pod["spec"]["containers"][0]
+        body = {
+            "status": {
+                "phase": "Running",
+                "conditions": conditions,
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "startTime": status.get("startTime") or now,
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "image": container["image"],
+                        "imageID": "",
+                        "ready": ready,
+                        "started": True,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                ],
+            }
+        }
+        self.api.merge_patch(f"{path}/status", body)

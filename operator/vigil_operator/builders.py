@@ -179,7 +179,8 @@ def observe(deployment: dict[str, Any]) -> ObservedDeployment:
         and (status.get("replicas", 0) or 0) <= updated
         and (status.get("availableReplicas", 0) or 0) >= updated
     )
-    deadline_exceeded = any(
+    # A stale condition from the previous template must not count against the new one.
+    deadline_exceeded = up_to_date and any(
         condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded"
         for condition in status.get("conditions") or []
     )

@@ -1,0 +1,1 @@
+"""Vigil's model server: scikit-learn models over the Open Inference Protocol and KServe V1."""

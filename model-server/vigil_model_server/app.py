@@ -1,0 +1,217 @@
+"""HTTP wiring: Starlette routes to plain handler functions, JSON in and out, metrics per endpoint."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vigil_model_server.errors import ApiError, malformed
+from vigil_model_server.metrics import CONTENT_TYPE, Metrics
+from vigil_model_server.predictor import PREDICT
+from vigil_model_server.protocol import v1, v2
+from vigil_model_server.settings import Settings
+from vigil_model_server.state import ServerState
+
+log = logging.getLogger("vigil_model_server")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    """`content` as JSON; numpy arrays are written by orjson directly."""
+    body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(status: int, message: str) -> Response:
+    """The Open Inference Protocol's error document."""
+    return json_response({"error": message}, status)
+
+
+async def read_json(request: Request, limit: int) -> object:
+    """The body parsed as JSON; 413 past `limit` bytes (checked before reading it), 400 if not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise malformed("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    try:
+        return orjson.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    except orjson.JSONDecodeError as error:
+        raise malformed(f"the body is not valid JSON: {error}") from None
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413, f"the body has {size}+ bytes; the limit is {limit} (MAX_BODY_BYTES); send fewer rows"
+    )
+
+
+def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
+    """The ASGI application serving `settings.model_uri`; the model loads when the app starts."""
+    state = ServerState(settings, metrics or Metrics(settings.model_name, settings.model_version))
+    handlers = _Handlers(state)
+
+    def route(path: str, endpoint: str, handler: Handler, method: str) -> Route:
+        return Route(path, _instrumented(endpoint, handler, state.metrics), methods=[method])
+
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        route("/v2/health/live", "live", handlers.live, "GET"),
+        route("/v2/health/ready", "ready", handlers.ready, "GET"),
+        route("/v2", "server_metadata", handlers.server_metadata, "GET"),
+        route("/v2/models/{name}", "model_metadata", handlers.model_metadata, "GET"),
+        route(versioned, "model_metadata", handlers.model_metadata, "GET"),
+        route("/v2/models/{name}/ready", "model_ready", handlers.model_ready, "GET"),
+        route(f"{versioned}/ready", "model_ready", handlers.model_ready, "GET"),
+        route("/v2/models/{name}/infer", "infer", handlers.infer, "POST"),
+        route(f"{versioned}/infer", "infer", handlers.infer, "POST"),
+        route("/v2/models/{name}/feedback", "feedback", handlers.feedback, "POST"),
+        route(f"{versioned}/feedback", "feedback", handlers.feedback, "POST"),
+        route("/v1/models/{name}:predict", "v1_predict", handlers.v1_predict, "POST"),
+        route("/v1/models/{name}", "v1_model", handlers.v1_model, "GET"),
+        route("/metrics", "metrics", handlers.metrics, "GET"),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        state.start_loading()
+        yield
+        log.info("stopped serving %s version %s", settings.model_name, settings.model_version)
+
+    async def unmatched(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        state.metrics.observe_request("unmatched", error.status_code, None)
+        if error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = f"no endpoint at {request.url.path}; see /v2/models/{settings.model_name} for the model"
+        return error_response(error.status_code, message)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unmatched})
+    app.state.server = state
+    return app
+
+
+def _instrumented(endpoint: str, handler: Handler, metrics: Metrics) -> Handler:
+    """`handler` with ApiError turned into its JSON answer, and its duration and status counted."""
+
+    async def handle(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            response = error_response(error.status, error.message)
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.url.path)
+            response = error_response(500, "internal error; the server log has the details")
+        metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
+        return response
+
+    return handle
+
+
+class _Handlers:
+    """One method per endpoint: parse with a protocol adapter, call the service, format the answer."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._settings = state.settings
+        self._version = package_version("vigil-model-server")
+
+    async def live(self, _: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(self, _: Request) -> Response:
+        if self._state.service is not None:
+            return json_response({"ready": True})
+        return json_response({"ready": False, "error": self._state.not_ready_reason()}, 503)
+
+    async def server_metadata(self, _: Request) -> Response:
+        return json_response(
+            {"name": "vigil-model-server", "version": self._version, "extensions": ["feedback"]}
+        )
+
+    async def model_metadata(self, request: Request) -> Response:
+        params = request.path_params
+        service = self._state.service_for(params["name"], params.get("version"))
+        settings = self._settings
+        return json_response(
+            v2.model_metadata(settings.model_name, settings.model_version, service.predictor)
+        )
+
+    async def model_ready(self, request: Request) -> Response:
+        params = request.path_params
+        self._state.check_served(params["name"], params.get("version"))
+        if self._state.service is not None:
+            return json_response({"name": params["name"], "ready": True})
+        return json_response(
+            {"name": params["name"], "ready": False, "error": self._state.not_ready_reason()}, 503
+        )
+
+    async def infer(self, request: Request) -> Response:
+        params = request.path_params
+        service = self._state.service_for(params["name"], params.get("version"))
+        parsed = v2.parse_infer_request(await read_json(request, self._settings.max_body_bytes))
+        inference = await service.infer(parsed.rows, parsed.outputs, parsed.request_id)
+        settings = self._settings
+        return json_response(
+            v2.infer_response(
+                settings.model_name, settings.model_version, inference.response_id, inference.outputs
+            )
+        )
+
+    async def feedback(self, request: Request) -> Response:
+        params = request.path_params
+        service = self._state.service_for(params["name"], params.get("version"))
+        parsed = v2.parse_feedback_request(await read_json(request, self._settings.max_body_bytes))
+        if parsed.rows is not None:
+            scored = await service.feedback_for_rows(parsed.rows, parsed.labels)
+        else:
+            assert parsed.response_id is not None
+            scored = service.feedback_for_id(parsed.response_id, parsed.labels)
+        return json_response(
+            {
+                "model_name": self._settings.model_name,
+                "model_version": self._settings.model_version,
+                "labelled": scored.labelled,
+                "correct": scored.correct,
+                "accuracy": scored.accuracy,
+            }
+        )
+
+    async def v1_model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        self._state.check_served(name, None)
+        return json_response(v1.model_status(name, self._state.service is not None))
+
+    async def v1_predict(self, request: Request) -> Response:
+        service = self._state.service_for(request.path_params["name"], None)
+        rows = v1.parse_predict_request(await read_json(request, self._settings.max_body_bytes))
+        inference = await service.infer(rows, (PREDICT,), None)
+        return json_response(v1.predict_response(inference.response_id, inference.outputs[PREDICT]))
+
+    async def metrics(self, _: Request) -> Response:
+        return Response(self._state.metrics.exposition(), media_type=CONTENT_TYPE)

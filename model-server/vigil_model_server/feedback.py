@@ -1,0 +1,75 @@
+"""Ground truth: recent predictions kept for labels that arrive later, and the rolling accuracy."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import numpy as np
+
+from vigil_model_server.errors import ApiError, not_found
+
+
+class PredictionCache:
+    """Predictions of recent responses by id, at most `max_rows` rows; the oldest go first."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        # None marks an id already labelled (it weighs one row, so those are evicted too).
+        self._entries: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._rows = 0
+
+    def remember(self, response_id: str, predictions: np.ndarray) -> None:
+        """Keep `predictions` for feedback by `response_id` (not if larger than the whole cache)."""
+        if len(predictions) > self.max_rows:
+            return
+        self._forget(response_id)
+        self._entries[response_id] = predictions
+        self._rows += len(predictions)
+        while self._rows > self.max_rows:
+            _, evicted = self._entries.popitem(last=False)
+            self._rows -= _weight(evicted)
+
+    def predictions(self, response_id: str) -> np.ndarray:
+        """The predictions of response `response_id`: 404 if unknown or evicted, 409 if labelled."""
+        if response_id not in self._entries:
+            raise not_found(
+                f"no recent prediction has id {response_id!r}: it is unknown or older than the last "
+                f"{self.max_rows} predicted rows (FEEDBACK_CACHE_SIZE); send the rows with the labels instead"
+            )
+        predictions = self._entries[response_id]
+        if predictions is None:
+            raise ApiError(409, f"prediction {response_id!r} already has labels; each id takes labels once")
+        return predictions
+
+    def mark_labelled(self, response_id: str) -> None:
+        """Refuse further labels for `response_id`; frees its predictions."""
+        self._forget(response_id)
+        self._entries[response_id] = None
+        self._rows += 1
+
+    def _forget(self, response_id: str) -> None:
+        if response_id in self._entries:
+            self._rows -= _weight(self._entries.pop(response_id))
+
+
+def _weight(entry: np.ndarray | None) -> int:
+    return 1 if entry is None else len(entry)
+
+
+class AccuracyWindow:
+    """Share of correct predictions among the last `size` labelled ones."""
+
+    def __init__(self, size: int) -> None:
+        self._outcomes: deque[bool] = deque(maxlen=size)
+        self._correct = 0
+
+    def add(self, correct: np.ndarray) -> float:
+        """Record one outcome per labelled row (True if correct); returns the accuracy now."""
+        maxlen = self._outcomes.maxlen
+        assert maxlen is not None
+        for outcome in correct[-maxlen:].tolist():
+            if len(self._outcomes) == maxlen:
+                self._correct -= self._outcomes[0]
+            self._outcomes.append(outcome)
+            self._correct += outcome
+        return self._correct / len(self._outcomes)

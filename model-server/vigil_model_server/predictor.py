@@ -1,0 +1,85 @@
+"""The model runtime seam: what the estimator takes and gives, and the calls into it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vigil_model_server.errors import invalid
+
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+
+_V2_DATATYPES = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}
+
+
+def v2_datatype(dtype: np.dtype) -> str:
+    """The Open Inference Protocol datatype for a numpy dtype (BYTES for strings and objects)."""
+    return _V2_DATATYPES.get(dtype.kind, "BYTES")
+
+
+class Predictor:
+    """A fitted estimator with input checks; `method` names an output (predict, predict_proba)."""
+
+    def __init__(self, estimator: Any) -> None:
+        import sklearn
+
+        # Inputs are checked for NaN and infinity here before every call, so scikit-learn's own
+        # check (about 100 µs per call, half of a one-row predict) is switched off. The setting
+        # is per thread: the Predictor is built in the thread that predicts (the event loop's).
+        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        self.estimator = estimator
+        width = getattr(estimator, "n_features_in_", None)
+        self.n_features: int | None = int(width) if width is not None else None
+        classes = getattr(estimator, "classes_", None)
+        self.classes: np.ndarray | None = np.asarray(classes) if classes is not None else None
+        self.outputs: dict[str, Callable[[np.ndarray], np.ndarray]] = {PREDICT: estimator.predict}
+        if callable(getattr(estimator, PREDICT_PROBA, None)):
+            self.outputs[PREDICT_PROBA] = estimator.predict_proba
+
+    def check_rows(self, rows: np.ndarray) -> np.ndarray:
+        """`rows` if it is a 2-D float array of finite values as wide as the model's input; else 422."""
+        if rows.ndim != 2:
+            raise invalid(
+                f"expected rows of features (a 2-D array), got an array with {rows.ndim} dimension(s)"
+            )
+        if rows.shape[0] == 0:
+            raise invalid("no rows to predict")
+        if self.n_features is not None and rows.shape[1] != self.n_features:
+            raise invalid(f"each row needs {self.n_features} features, got rows of {rows.shape[1]}")
+        if not np.isfinite(rows).all():
+            raise invalid("input contains NaN, infinity or null; every feature must be a finite number")
+        return rows
+
+    def output(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The function computing output `name`; 422 naming the outputs there are if unknown."""
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise invalid(f"unknown output {name!r}; this model gives {', '.join(self.outputs)}") from None
+
+    def output_metadata(self) -> list[dict[str, Any]]:
+        """Name, datatype and shape of each output, as the V2 metadata endpoint lists them."""
+        label_type = v2_datatype(self.classes.dtype) if self.classes is not None else "FP64"
+        described = [{"name": PREDICT, "datatype": label_type, "shape": [-1]}]
+        if PREDICT_PROBA in self.outputs:
+            n_classes = len(self.classes) if self.classes is not None else -1
+            described.append({"name": PREDICT_PROBA, "datatype": "FP64", "shape": [-1, n_classes]})
+        return described
+
+    def labels(self, labels: object, n_rows: int) -> np.ndarray:
+        """Ground-truth `labels` for `n_rows` predictions as an array comparable with them; else 422."""
+        if self.classes is None:
+            raise invalid("feedback needs a classifier; this model has no classes_ to compare labels with")
+        if not isinstance(labels, list) or any(isinstance(label, list | dict) for label in labels):
+            raise invalid('"labels" must be a flat list with one class label per row')
+        if len(labels) != n_rows:
+            raise invalid(f'"labels" has {len(labels)} label(s) for {n_rows} row(s); give one per row')
+        array = np.asarray(labels)
+        unknown = array[~np.isin(array, self.classes)]
+        if unknown.size:
+            shown = ", ".join(repr(label) for label in self.classes[:20].tolist())
+            raise invalid(f"label {unknown[0].item()!r} is not one of the model's classes: {shown}")
+        return array

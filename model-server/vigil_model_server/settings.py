@@ -1,0 +1,168 @@
+"""Every setting of the server in one typed object, read from flags or environment once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the server serves and how; see docs/model-server.md for each setting."""
+
+    model_uri: str
+    model_name: str
+    model_version: str
+    sha256: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+    batching: bool = True
+    batch_max_size: int = 64
+    batch_max_wait_ms: float = 2.0
+    accuracy_window: int = 1000
+    feedback_cache_size: int = 100_000
+    skops_trusted_types: tuple[str, ...] = ()
+    graceful_shutdown_seconds: float = 25.0
+    log_level: str = "info"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a TCP port (0-65535), got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _sha256(text: str) -> str | None:
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise ValueError("must be 64 hexadecimal digits (the output of sha256sum)")
+    return text.lower()
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {text!r}")
+
+
+def _type_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _log_level(text: str) -> str:
+    lowered = text.lower()
+    if lowered not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"must be debug, info, warning or error, got {text!r}")
+    return lowered
+
+
+def _non_empty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+# (flag, environment variable, field, parser, help); the flag wins over the variable.
+_OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
+    ("--model-uri", "MODEL_URI", "model_uri", _non_empty, "file:// URI, path or http(s):// URL of the model"),
+    ("--model-name", "MODEL_NAME", "model_name", _non_empty, "name the model is served and labelled as"),
+    ("--model-version", "MODEL_VERSION", "model_version", _non_empty, "version label of the model"),
+    ("--sha256", "MODEL_SHA256", "sha256", _sha256, "refuse to load a model file with another sha256"),
+    ("--host", "HOST", "host", _non_empty, "address to listen on (default 0.0.0.0)"),
+    ("--port", "PORT", "port", _port, "port to listen on (default 8080)"),
+    ("--max-body-bytes", "MAX_BODY_BYTES", "max_body_bytes", _positive_int, "largest request body accepted"),
+    ("--batching", "BATCHING", "batching", _boolean, "coalesce concurrent requests (default true)"),
+    ("--batch-max-size", "BATCH_MAX_SIZE", "batch_max_size", _positive_int, "rows per predict call, at most"),
+    (
+        "--batch-max-wait-ms",
+        "BATCH_MAX_WAIT_MS",
+        "batch_max_wait_ms",
+        _non_negative_float,
+        "longest a request waits for others to join its batch",
+    ),
+    (
+        "--accuracy-window",
+        "ACCURACY_WINDOW",
+        "accuracy_window",
+        _positive_int,
+        "labelled rows in the accuracy",
+    ),
+    (
+        "--feedback-cache-size",
+        "FEEDBACK_CACHE_SIZE",
+        "feedback_cache_size",
+        _positive_int,
+        "predicted rows kept for feedback by id",
+    ),
+    (
+        "--skops-trusted-types",
+        "SKOPS_TRUSTED_TYPES",
+        "skops_trusted_types",
+        _type_list,
+        "comma-separated extra types a .skops file may contain",
+    ),
+    (
+        "--graceful-shutdown-seconds",
+        "GRACEFUL_SHUTDOWN_SECONDS",
+        "graceful_shutdown_seconds",
+        _non_negative_float,
+        "how long in-flight requests may take after SIGTERM",
+    ),
+    ("--log-level", "LOG_LEVEL", "log_level", _log_level, "debug, info, warning or error"),
+]
+
+_REQUIRED = ("model_uri", "model_name", "model_version")
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from command-line flags, falling back to environment variables, then defaults.
+
+    Exits with status 2 and a message naming the flag and the variable on a bad or missing value.
+    """
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="vigil-model-server",
+        description="Serve a scikit-learn model over the Open Inference Protocol (V2) and KServe V1.",
+    )
+    for flag, variable, name, _, help_text in _OPTIONS:
+        parser.add_argument(flag, dest=name, metavar=variable, help=f"{help_text} [env {variable}]")
+    arguments = vars(parser.parse_args(argv))
+
+    values: dict[str, Any] = {}
+    for flag, variable, name, convert, _ in _OPTIONS:
+        raw, origin = arguments[name], flag
+        if raw is None and variable in environ:
+            raw, origin = environ[variable], f"environment variable {variable}"
+        if raw is None:
+            if name in _REQUIRED:
+                parser.error(f"{flag} (or environment variable {variable}) is required")
+            continue
+        try:
+            values[name] = convert(raw)
+        except ValueError as error:
+            parser.error(f"{origin}: {error}")
+    return Settings(**values)

@@ -1,0 +1,70 @@
+"""Settings: flags win over environment variables, which win over defaults; bad values exit 2."""
+
+import pytest
+
+from vigil_model_server.settings import Settings, parse_settings
+
+REQUIRED = ["--model-uri", "/models/iris.joblib", "--model-name", "iris", "--model-version", "3"]
+
+
+def test_flags_give_the_settings_and_defaults_fill_the_rest() -> None:
+    settings = parse_settings([*REQUIRED, "--port", "9000", "--batching", "off"], environ={})
+
+    assert settings == Settings(
+        model_uri="/models/iris.joblib", model_name="iris", model_version="3", port=9000, batching=False
+    )
+
+
+def test_environment_variables_are_read_when_no_flag_is_given() -> None:
+    environ = {
+        "MODEL_URI": "file:///m/model.joblib",
+        "MODEL_NAME": "iris",
+        "MODEL_VERSION": "7",
+        "MODEL_SHA256": "AB" * 32,
+        "PORT": "8181",
+        "MAX_BODY_BYTES": "1000",
+        "BATCH_MAX_SIZE": "8",
+        "BATCH_MAX_WAIT_MS": "0.5",
+        "ACCURACY_WINDOW": "50",
+        "FEEDBACK_CACHE_SIZE": "10",
+        "SKOPS_TRUSTED_TYPES": "numpy.float64, sklearn.tree._tree.Tree",
+    }
+
+    settings = parse_settings([], environ=environ)
+
+    assert settings.model_uri == "file:///m/model.joblib"
+    assert settings.sha256 == "ab" * 32
+    assert (settings.port, settings.max_body_bytes, settings.batch_max_size) == (8181, 1000, 8)
+    assert (settings.batch_max_wait_ms, settings.accuracy_window, settings.feedback_cache_size) == (
+        0.5,
+        50,
+        10,
+    )
+    assert settings.skops_trusted_types == ("numpy.float64", "sklearn.tree._tree.Tree")
+
+
+def test_a_flag_wins_over_its_environment_variable() -> None:
+    settings = parse_settings([*REQUIRED, "--port", "9001"], environ={"PORT": "9002", "MODEL_NAME": "other"})
+
+    assert (settings.port, settings.model_name) == (9001, "iris")
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (REQUIRED[2:], {}, "--model-uri (or environment variable MODEL_URI) is required"),
+        (REQUIRED, {"PORT": "http"}, "environment variable PORT: invalid literal"),
+        ([*REQUIRED, "--sha256", "abc"], {}, "--sha256: must be 64 hexadecimal digits"),
+        ([*REQUIRED, "--batch-max-size", "0"], {}, "--batch-max-size: must be at least 1"),
+        ([*REQUIRED, "--batching", "maybe"], {}, "--batching: must be true or false"),
+        ([*REQUIRED, "--batch-max-wait-ms", "nan"], {}, "--batch-max-wait-ms: must be a number >= 0"),
+    ],
+)
+def test_a_bad_or_missing_value_exits_with_a_message_naming_it(
+    argv: list[str], environ: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(argv, environ=environ)
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

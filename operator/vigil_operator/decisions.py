@@ -182,6 +182,7 @@ def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan 
 def decide(inputs: Inputs) -> Decision:
     """The whole reconcile rule; see the module docstring."""
     facts, events = _apply_action(inputs)
+    facts = _settle_reverted_spec(inputs.desired, facts)
     target = _choose_target(inputs.desired, facts)
     if facts.current != target:
         facts, more = _start_rollout(inputs, facts, target)
@@ -232,6 +233,13 @@ def _choose_target(desired: Release, facts: Facts) -> Release:
     if facts.current is not None and desired.version == facts.failed_version:
         return facts.current
     return desired
+
+
+def _settle_reverted_spec(desired: Release, facts: Facts) -> Facts:
+    """Spec reverted (in git) to the release restored by a rollback: nothing is rolled back any more."""
+    if facts.rollback_reason is None or facts.current != desired or desired.version == facts.failed_version:
+        return facts
+    return replace(facts, rollback_reason=None, failed_version=None)
 
 
 def _start_rollout(inputs: Inputs, facts: Facts, target: Release) -> tuple[Facts, tuple[Event, ...]]:
@@ -312,7 +320,7 @@ def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Fac
         message = f"check failed ({streaks.failures}/{analysis.failure_limit}): {detail}"
         events += (Event(Reason.ANALYSIS_FAILED, message, warning=True),)
         if streaks.failures >= analysis.failure_limit:
-            facts, more = _breach(facts, inputs.now, check)
+            facts, more = _breach(facts, inputs.now, detail)
             events += more
         return facts, events
     promotable = check.verdict is Verdict.PASS and phase_of(facts) is Phase.ANALYZING
@@ -322,31 +330,34 @@ def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Fac
     return facts, events
 
 
-def _breach(facts: Facts, now: datetime, check: CheckOutcome) -> tuple[Facts, tuple[Event, ...]]:
-    """`failureLimit` failing checks in a row: revert one step, or stop and ask for a person."""
+def _breach(facts: Facts, now: datetime, detail: str) -> tuple[Facts, tuple[Event, ...]]:
+    """`failureLimit` failing checks in a row: revert one step, or stop and ask for a person.
+
+    `detail` (the last check's reason and query) ends every message: the value and what measured it.
+    """
     current = facts.current
     assert current is not None
-    reason = f"{current.version} failed analysis: {check.reason}"
+    failed = f"{current.version} failed analysis"
     if current != facts.stable and facts.stable is not None:
-        return _roll_back(facts, now, Reason.ANALYSIS_FAILED, reason)
+        return _roll_back(facts, now, Reason.ANALYSIS_FAILED, f"{failed}: {detail}")
     if current != facts.stable:
-        return _degrade(
-            facts, Reason.NO_STABLE_RELEASE, f"{reason}; it is the first release, nothing to revert to"
-        )
+        message = f"{failed}; it is the first release, nothing to revert to"
+        return _degrade(facts, Reason.NO_STABLE_RELEASE, message, detail)
     if facts.rollback_reason is not None:
-        return _degrade(
-            facts, Reason.RESTORED_RELEASE_FAILED, f"{reason}; it is the release restored by a rollback"
-        )
+        message = f"{failed}; it is the release restored by a rollback"
+        return _degrade(facts, Reason.RESTORED_RELEASE_FAILED, message, detail)
     previous = _previous_stable(facts)
     if previous is None:
-        return _degrade(facts, Reason.NO_STABLE_RELEASE, f"{reason}; no earlier release to revert to")
+        message = f"{failed} after promotion; no earlier release to revert to"
+        return _degrade(facts, Reason.NO_STABLE_RELEASE, message, detail)
     return _roll_back(
-        replace(facts, stable=previous), now, Reason.ANALYSIS_FAILED, f"{reason} after promotion"
+        replace(facts, stable=previous), now, Reason.ANALYSIS_FAILED, f"{failed} after promotion: {detail}"
     )
 
 
-def _degrade(facts: Facts, reason: Reason, message: str) -> tuple[Facts, tuple[Event, ...]]:
-    return replace(facts, degraded_reason=reason), (Event(reason, f"{message}; keeping it", warning=True),)
+def _degrade(facts: Facts, reason: Reason, message: str, detail: str) -> tuple[Facts, tuple[Event, ...]]:
+    event = Event(reason, f"{message}; keeping it: {detail}", warning=True)
+    return replace(facts, degraded_reason=reason), (event,)
 
 
 def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tuple[Facts, tuple[Event, ...]]:
@@ -383,9 +394,19 @@ def _promote(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Ev
 
 
 def _previous_stable(facts: Facts) -> Release | None:
-    """The release promoted before the current stable one, from history."""
+    """The release promoted before the current stable one, from history.
+
+    A release that failed after its promotion (a later entry, so seen first) is not a way back.
+    """
+    failed_since: set[Release] = set()
     for entry in facts.history:
-        if entry.outcome == "promoted" and entry.release != facts.stable:
+        if entry.outcome == "failed":
+            failed_since.add(entry.release)
+        elif (
+            entry.outcome == "promoted"
+            and entry.release != facts.stable
+            and entry.release not in failed_since
+        ):
             return entry.release
     return None
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -87,6 +88,9 @@ class ModelDeploymentSpec:
     pod_annotations: dict[str, str] = field(default_factory=dict)
 
 
+_T = TypeVar("_T")
+
+
 class InvalidSpec(ValueError):
     """The spec cannot be acted on; the message names the field."""
 
@@ -95,38 +99,35 @@ def parse_spec(
     spec: dict[str, Any], *, default_image: str, default_prometheus_url: str
 ) -> ModelDeploymentSpec:
     """Typed spec from the object's `spec`; operator defaults fill the optional fields."""
-    try:
-        model = spec["model"]
-        analysis = spec.get("analysis") or {}
-        release = Release(
-            version=str(spec["version"]),
-            uri=str(model["uri"]),
-            image=str(spec.get("image") or default_image),
-            sha256=model.get("sha256") or None,
-        )
-        durations = {
-            key: parse_duration(str(analysis.get(key, default)))
-            for key, default in (("interval", "30s"), ("window", "5m"), ("queryTimeout", "10s"))
-        }
-        analysis_spec = AnalysisSpec(
-            prometheus_url=str(analysis.get("prometheusUrl") or default_prometheus_url),
-            credentials_secret=analysis.get("credentialsSecret") or None,
-            query=analysis.get("query") or None,
-            threshold=float(analysis.get("threshold", 0.9)),
-            interval=durations["interval"],
-            window=durations["window"],
-            min_samples=int(analysis.get("minSamples", 100)),
-            failure_limit=int(analysis.get("failureLimit", 3)),
-            success_limit=int(analysis.get("successLimit", 3)),
-            after_promotion=bool(analysis.get("afterPromotion", True)),
-            error_limit=int(analysis.get("errorLimit", 5)),
-            confidence=float(analysis.get("confidence", 0.95)),
-            query_timeout=durations["queryTimeout"],
-        )
-    except KeyError as missing:
-        raise InvalidSpec(f"spec is missing the required field {missing.args[0]!r}") from None
-    except (TypeError, ValueError) as error:
-        raise InvalidSpec(f"spec is invalid: {error}") from None
+    model = _required(spec, "spec", "model")
+    analysis = spec.get("analysis") or {}
+    if not isinstance(model, dict) or not isinstance(analysis, dict):
+        raise InvalidSpec("spec.model and spec.analysis must be objects")
+    release = Release(
+        version=str(_required(spec, "spec", "version")),
+        uri=str(_required(model, "spec.model", "uri")),
+        image=str(spec.get("image") or default_image),
+        sha256=model.get("sha256") or None,
+    )
+
+    def setting(key: str, convert: Callable[[Any], _T], default: Any) -> _T:
+        return _converted(f"spec.analysis.{key}", convert, analysis.get(key, default))
+
+    analysis_spec = AnalysisSpec(
+        prometheus_url=str(analysis.get("prometheusUrl") or default_prometheus_url),
+        credentials_secret=analysis.get("credentialsSecret") or None,
+        query=analysis.get("query") or None,
+        threshold=setting("threshold", float, 0.9),
+        interval=setting("interval", _duration, "30s"),
+        window=setting("window", _duration, "5m"),
+        min_samples=setting("minSamples", int, 100),
+        failure_limit=setting("failureLimit", int, 3),
+        success_limit=setting("successLimit", int, 3),
+        after_promotion=bool(analysis.get("afterPromotion", True)),
+        error_limit=setting("errorLimit", int, 5),
+        confidence=setting("confidence", float, 0.95),
+        query_timeout=setting("queryTimeout", _duration, "10s"),
+    )
     if not analysis_spec.prometheus_url:
         raise InvalidSpec(
             "spec.analysis.prometheusUrl is empty and the operator has no default Prometheus URL"
@@ -134,9 +135,30 @@ def parse_spec(
     return ModelDeploymentSpec(
         release=release,
         analysis=analysis_spec,
-        replicas=int(spec.get("replicas", 1)),
-        progress_deadline_seconds=int(spec.get("progressDeadlineSeconds", 600)),
+        replicas=_converted("spec.replicas", int, spec.get("replicas", 1)),
+        progress_deadline_seconds=_converted(
+            "spec.progressDeadlineSeconds", int, spec.get("progressDeadlineSeconds", 600)
+        ),
         resources=dict(spec.get("resources") or {}),
         pod_labels=dict(spec.get("podLabels") or {}),
         pod_annotations=dict(spec.get("podAnnotations") or {}),
     )
+
+
+def _required(data: dict[str, Any], path: str, key: str) -> Any:
+    value = data.get(key)
+    if value is None or value == "":
+        raise InvalidSpec(f"{path}.{key} is required")
+    return value
+
+
+def _converted(path: str, convert: Callable[[Any], _T], value: Any) -> _T:
+    """`value` in its type, or InvalidSpec naming the field it came from."""
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as error:
+        raise InvalidSpec(f"{path}: {error}") from None
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(str(value))

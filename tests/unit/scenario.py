@@ -1,0 +1,215 @@
+"""A ModelDeployment's life, driven through the pure decision core the way the operator drives it.
+
+`Scenario` plays the cluster and the shell: it feeds `decide()` the observed Deployment and the
+checks that `check_due()` asks for, applies each decision (the Deployment starts rolling out the
+target), and carries the facts forward, optionally through the stored status (a restart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vigil_operator.analysis import CheckOutcome, Verdict
+from vigil_operator.decisions import (
+    Action,
+    Decision,
+    Event,
+    Facts,
+    Inputs,
+    ObservedDeployment,
+    Phase,
+    Reason,
+    check_due,
+    decide,
+    phase_of,
+)
+from vigil_operator.queries import Target, builtin_accuracy_query
+from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.status import Condition, conditions_of, facts_from_status, status_of
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+IMAGE = "ghcr.io/vigil/vigil-model-server:0.1.0"
+ANALYSIS = AnalysisSpec(prometheus_url="http://prometheus.monitoring:9090")
+SECONDS_TO_BECOME_AVAILABLE = 5
+
+
+def release(version: str, *, sha256: str | None = None, image: str = IMAGE) -> Release:
+    return Release(version, f"http://models.ml.svc/iris/{version}/model.joblib", image, sha256)
+
+
+V1, V2, V3 = release("v1"), release("v2"), release("v3")
+
+
+def passing(value: float = 0.97, samples: float = 500) -> CheckOutcome:
+    reason = f"accuracy {value:.3f} >= threshold 0.90 over {samples:.0f} labelled predictions"
+    return CheckOutcome(Verdict.PASS, value, samples, value - 0.02, value + 0.01, reason)
+
+
+def failing(value: float = 0.8, samples: float = 500) -> CheckOutcome:
+    reason = f"accuracy {value:.3f} < threshold 0.90 over {samples:.0f} labelled predictions"
+    return CheckOutcome(Verdict.FAIL, value, samples, value - 0.04, value + 0.03, reason)
+
+
+def inconclusive(samples: float = 40) -> CheckOutcome:
+    reason = f"only {samples:.0f} labelled predictions, 100 needed before a verdict"
+    return CheckOutcome(Verdict.INCONCLUSIVE, 0.5, samples, 0.3, 0.7, reason)
+
+
+def erroring(reason: str = "metrics unavailable: connection refused") -> CheckOutcome:
+    return CheckOutcome(Verdict.ERROR, None, None, None, None, reason)
+
+
+@dataclass
+class Scenario:
+    """One ModelDeployment: spec, facts, the Deployment in the cluster, a clock, events so far."""
+
+    desired: Release
+    analysis: AnalysisSpec = ANALYSIS
+    restart_every_round: bool = False  # facts come back from the stored status each round
+    facts: Facts = field(default_factory=Facts)
+    now: datetime = T0
+    deployment: ObservedDeployment | None = None
+    events: list[Event] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    # --- what drives a round ----------------------------------------------------------------
+
+    def round(
+        self, *, check: CheckOutcome | None = None, query: str = "", action: Action | None = None
+    ) -> Decision:
+        """One reconcile: decide, store the facts, let the shell apply the target."""
+        decision = decide(
+            Inputs(
+                desired=self.desired,
+                analysis=self.analysis,
+                facts=self.facts,
+                observed=self.deployment,
+                now=self.now,
+                check=check,
+                query=query,
+                action=action,
+            )
+        )
+        self.facts = self.stored(decision.facts) if self.restart_every_round else decision.facts
+        self.events.extend(decision.events)
+        self.decisions.append(decision)
+        if self.deployment is None or self.deployment.release != decision.target:
+            self.deployment = ObservedDeployment(decision.target, available=False, deadline_exceeded=False)
+        return decision
+
+    def stored(self, facts: Facts) -> Facts:
+        """The facts a freshly started operator reads back from the status written now."""
+        return facts_from_status(status_of(facts, self.analysis, self.desired, 1, self.now))
+
+    def wait(self, seconds: float) -> Decision:
+        self.now += timedelta(seconds=seconds)
+        return self.round()
+
+    def available(self) -> Decision:
+        """The Deployment's pods of the target become ready."""
+        assert self.deployment is not None
+        self.deployment = replace(self.deployment, available=True)
+        return self.wait(SECONDS_TO_BECOME_AVAILABLE)
+
+    def deadline_exceeded(self) -> Decision:
+        """The Deployment reports ProgressDeadlineExceeded for the target."""
+        assert self.deployment is not None
+        self.deployment = replace(self.deployment, available=False, deadline_exceeded=True)
+        return self.wait(SECONDS_TO_BECOME_AVAILABLE)
+
+    def spec(self, desired: Release) -> Decision:
+        """`kubectl apply` (or a GitOps sync) of a spec naming `desired`."""
+        self.desired = desired
+        return self.round()
+
+    def act(self, action: Action) -> Decision:
+        return self.round(action=action)
+
+    def next_check_at(self) -> datetime:
+        last = self.facts.last_check.time if self.facts.last_check else self.facts.serving_since
+        assert last is not None, "nothing serves yet"
+        return last + timedelta(seconds=self.analysis.interval)
+
+    def check(self, outcome: CheckOutcome) -> Decision:
+        """Wait until the next check is due and run it with `outcome` as Prometheus' answer."""
+        self.now = max(self.now, self.next_check_at())
+        plan = check_due(self.facts, self.analysis, self.now)
+        assert plan is not None, f"no check due in phase {self.phase}"
+        assert self.facts.current is not None
+        query = builtin_accuracy_query(Target("iris", "ml", self.facts.current.version), plan)
+        return self.round(check=outcome, query=query)
+
+    def checks(self, *outcomes: CheckOutcome) -> list[Decision]:
+        return [self.check(outcome) for outcome in outcomes]
+
+    # --- what a test looks at ---------------------------------------------------------------
+
+    @property
+    def last(self) -> Decision:
+        return self.decisions[-1]
+
+    @property
+    def target(self) -> Release:
+        return self.last.target
+
+    @property
+    def phase(self) -> Phase:
+        return phase_of(self.facts)
+
+    def condition(self, kind: str) -> Condition:
+        return next(c for c in conditions_of(self.facts, self.analysis, self.desired) if c.type == kind)
+
+    def count(self, reason: Reason) -> int:
+        return sum(1 for event in self.events if event.reason == reason)
+
+    def only(self, reason: Reason) -> Event:
+        found = [event for event in self.events if event.reason == reason]
+        assert len(found) == 1, f"{len(found)} {reason} events: {found}"
+        return found[0]
+
+
+# --- the usual starting points ----------------------------------------------------------------
+
+
+def first_version_analysing(**options: Any) -> Scenario:
+    """v1 applied to a new ModelDeployment, rolled out and serving: analysis runs."""
+    scenario = Scenario(V1, **options)
+    scenario.round()
+    scenario.available()
+    assert scenario.phase is Phase.ANALYZING
+    return scenario
+
+
+def v1_stable(**options: Any) -> Scenario:
+    scenario = first_version_analysing(**options)
+    scenario.checks(*[passing()] * scenario.analysis.success_limit)
+    assert scenario.phase is Phase.PROMOTED
+    return scenario
+
+
+def v2_analysing(**options: Any) -> Scenario:
+    """v1 promoted, then spec moves to v2, which rolls out and serves under analysis."""
+    scenario = v1_stable(**options)
+    scenario.spec(V2)
+    scenario.available()
+    assert scenario.phase is Phase.ANALYZING
+    return scenario
+
+
+def v2_rolled_back(**options: Any) -> Scenario:
+    """v2 failed its analysis and v1, restored, serves again."""
+    scenario = v2_analysing(**options)
+    scenario.checks(*[failing()] * scenario.analysis.failure_limit)
+    scenario.available()
+    assert scenario.phase is Phase.ROLLED_BACK
+    return scenario
+
+
+def v2_stable(**options: Any) -> Scenario:
+    """v1 promoted, then v2 promoted after it."""
+    scenario = v2_analysing(**options)
+    scenario.checks(*[passing()] * scenario.analysis.success_limit)
+    assert scenario.facts.stable == V2
+    return scenario

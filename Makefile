@@ -78,3 +78,45 @@ bench-server: venv ## Our model server vs MLServer 1.7 under wrk (127.0.0.1, bou
 .PHONY: clean
 clean: ## Remove bin/ links, .work/ and caches (keeps .venv and ~/.cache/vigil)
 	rm -rf bin .work .pytest_cache .ruff_cache
+
+# --- Install paths: chart, plain manifests, images, kind (docs/install.md) -----------------
+DOCKER ?= docker
+KIND ?= kind
+KIND_CLUSTER ?= vigil
+KIND_CONTEXT := kind-$(KIND_CLUSTER)
+IMAGE_TAG ?= 0.1.0
+OPERATOR_IMAGE ?= ghcr.io/vigil-dev/vigil-operator:$(IMAGE_TAG)
+SERVER_IMAGE ?= ghcr.io/vigil-dev/vigil-model-server:$(IMAGE_TAG)
+
+.PHONY: sync-crds
+sync-crds: ## Copy crds/modeldeployment.yaml into the chart (charts/vigil/files/)
+	@cp crds/modeldeployment.yaml charts/vigil/files/modeldeployment.yaml
+
+.PHONY: manifests
+manifests: venv sync-crds ## Regenerate the plain install (manifests/) from the chart
+	@test -x $(BIN)/helm || hack/cluster-tools.sh
+	@$(PY) manifests/generate.py $(BIN)/helm
+
+.PHONY: images
+images: ## Build the operator and model server images (needs Docker)
+	$(DOCKER) build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	@test -f model-server/Dockerfile || { echo "error: model-server/Dockerfile is missing" >&2; exit 1; }
+	$(DOCKER) build -f model-server/Dockerfile -t $(SERVER_IMAGE) .
+
+.PHONY: kind-up
+kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)
+	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || $(KIND) create cluster --name $(KIND_CLUSTER) --wait 120s
+
+.PHONY: deploy
+deploy: ## Load the images into kind and helm-install the chart (context kind-$(KIND_CLUSTER) only)
+	$(KIND) load docker-image $(OPERATOR_IMAGE) $(SERVER_IMAGE) --name $(KIND_CLUSTER)
+	$(BIN)/helm upgrade --install vigil charts/vigil --kube-context $(KIND_CONTEXT) \
+		--namespace vigil-system --create-namespace --wait --timeout 5m \
+		--set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) --set image.tag=$(IMAGE_TAG) \
+		--set image.pullPolicy=Never --set defaultImage=$(SERVER_IMAGE)
+
+.PHONY: kind-demo
+kind-demo: kind-up images deploy ## kind-up + images + deploy, then a sample ModelDeployment
+	kubectl --context $(KIND_CONTEXT) create namespace ml --dry-run=client -o yaml | kubectl --context $(KIND_CONTEXT) apply -f -
+	kubectl --context $(KIND_CONTEXT) apply -f manifests/samples/modeldeployment.yaml
+	@echo "kubectl --context $(KIND_CONTEXT) get mdep -n ml -w   (docs/install.md: models and Prometheus on kind)"

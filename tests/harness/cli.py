@@ -24,9 +24,13 @@ def up() -> int:
         print("starting the local cluster (kube-apiserver, etcd, controller-manager, scheduler, kwok) ...")
         cluster = LocalCluster.start(STATE_DIR / "run")
         cluster.apply_crds()
-        STATE_FILE.write_text(json.dumps({"name": cluster.name, "workdir": str(cluster.workdir)}))
+        STATE_FILE.write_text(
+            json.dumps(
+                {"name": cluster.name, "workdir": str(cluster.workdir), "kubeconfig": str(cluster.kubeconfig)}
+            )
+        )
         name = cluster.name
-    kubeconfig = STATE_DIR / "run" / "kubeconfig"
+    kubeconfig = json.loads(STATE_FILE.read_text())["kubeconfig"]
     print(f"cluster {name} is up. Use it with:")
     print(f"  export KUBECONFIG={kubeconfig}")
     print(f"  export PATH={REPO_ROOT}/.venv/bin:$PATH")

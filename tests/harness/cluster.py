@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.ports import free_port
 from harness.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,13 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   disregardStatusWithAnnotationSelector: {CUSTOM_STATUS_ANNOTATION}=custom
+  # A partial KwokConfiguration is not defaulted field by field: give the usual values.
+  cidr: 10.0.0.0/24
+  nodeLeaseDurationSeconds: 40
+  nodeLeaseParallelism: 4
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  podsOnNodeSyncParallelism: 1
 ---
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -114,14 +122,39 @@ class LocalCluster:
         )
 
     @classmethod
-    def start(cls, workdir: Path, name: str | None = None, *, nodes: int = 1) -> LocalCluster:
-        """Create the cluster, wait until the API answers, and register fake nodes."""
+    def start(
+        cls, workdir: Path, name: str | None = None, *, nodes: int = 1, attempts: int = 2
+    ) -> LocalCluster:
+        """Create the cluster, wait until the API answers, and register fake nodes.
+
+        kwokctl picks some ports itself; two runs starting at the same moment can race for
+        one, so a failed start is torn down and tried once more under a new name.
+        """
         check_binaries()
-        workdir.mkdir(parents=True, exist_ok=True)
-        cluster = cls(name=name or f"vigil-{uuid.uuid4().hex[:8]}", workdir=workdir)
-        (workdir / "kwok.yaml").write_text(KWOK_CONFIG)
-        args = ["create", "cluster", "--runtime", "binary", "--kubeconfig", str(cluster.kubeconfig)]
-        args += ["--wait", "120s"]
+        for attempt in range(1, attempts + 1):
+            cluster = cls(name=name or f"vigil-{uuid.uuid4().hex[:8]}", workdir=workdir / f"try{attempt}")
+            try:
+                cluster._create(nodes)
+                return cluster
+            except (RuntimeError, AssertionError, subprocess.SubprocessError) as error:
+                logs = cluster.component_logs()
+                cluster.stop()
+                if attempt == attempts:
+                    raise RuntimeError(f"the local cluster did not start: {error}\n{logs}") from None
+        raise AssertionError("unreachable")
+
+    def _create(self, nodes: int) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "kwok.yaml").write_text(KWOK_CONFIG)
+        args = ["create", "cluster", "--runtime", "binary", "--kubeconfig", str(self.kubeconfig)]
+        args += ["--wait", "120s", "--kube-apiserver-port", str(free_port())]
+        args += [
+            "--kube-controller-manager-port",
+            str(free_port()),
+            "--kube-scheduler-port",
+            str(free_port()),
+        ]
+        args += ["--controller-port", str(free_port()), "--etcd-port", str(free_port())]
         for component, flag in (
             ("kube-apiserver", "--kube-apiserver-binary"),
             ("kube-controller-manager", "--kube-controller-manager-binary"),
@@ -130,20 +163,17 @@ class LocalCluster:
             ("kwok", "--kwok-controller-binary"),
         ):
             args += [flag, str((BIN_DIR / component).resolve())]
-        result = cluster._kwokctl(*args)
+        result = self._kwokctl(*args)
         if result.returncode != 0:
-            logs = cluster.component_logs()
-            cluster.stop()
-            raise RuntimeError(f"kwokctl create cluster failed:\n{result.stderr[-4000:]}\n{logs}")
+            raise RuntimeError(f"kwokctl create cluster failed:\n{result.stderr[-4000:]}")
         for index in range(nodes):
-            cluster.kubectl("apply", "-f", "-", input=NODE_MANIFEST.format(name=f"kwok-node-{index}"))
-        wait_for(cluster._nodes_ready, timeout=60, what="fake nodes Ready")
+            self.kubectl("apply", "-f", "-", input=NODE_MANIFEST.format(name=f"kwok-node-{index}"))
+        wait_for(self._nodes_ready, timeout=90, what="fake nodes Ready")
         wait_for(
-            lambda: cluster.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+            lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
             timeout=60,
             what="the default ServiceAccount (controller-manager running)",
         )
-        return cluster
 
     def _nodes_ready(self) -> bool:
         nodes = yaml.safe_load(self.kubectl("get", "nodes", "-o", "yaml").stdout)["items"]

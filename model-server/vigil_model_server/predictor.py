@@ -48,7 +48,7 @@ class Predictor:
         if rows.shape[0] == 0:
             raise invalid("no rows to predict")
         if self.n_features is not None and rows.shape[1] != self.n_features:
-            raise invalid(f"each row needs {self.n_features} features, got rows of {rows.shape[1]}")
+            raise invalid(f"each row needs {self.n_features} features, got {rows.shape[1]}")
         if not np.isfinite(rows).all():
             raise invalid("input contains NaN, infinity or null; every feature must be a finite number")
         return rows

@@ -112,7 +112,7 @@ def test_a_feedback_document_needs_labels_and_either_rows_or_an_id(payload: obje
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        (np.ones((1, 3)), "each row needs 4 features, got rows of 3"),
+        (np.ones((1, 3)), "each row needs 4 features, got 3"),
         (np.ones(4), "expected rows of features (a 2-D array)"),
         (np.ones((0, 4)), "no rows to predict"),
         (np.array([[1.0, np.nan, 1.0, 1.0]]), "NaN, infinity or null"),

@@ -10,11 +10,11 @@ from importlib.metadata import version as package_version
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vigil_model_server.errors import ApiError, malformed
 from vigil_model_server.metrics import CONTENT_TYPE, Metrics
@@ -69,68 +69,87 @@ def _too_large(size: int, limit: int) -> ApiError:
     )
 
 
-def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
+def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
     """The ASGI application serving `settings.model_uri`; the model loads when the app starts."""
     state = ServerState(settings, metrics or Metrics(settings.model_name, settings.model_version))
     handlers = _Handlers(state)
 
     def route(path: str, endpoint: str, handler: Handler, method: str) -> Route:
-        return Route(path, _instrumented(endpoint, handler, state.metrics), methods=[method])
+        return Route(path, _Endpoint(endpoint, handler, state.metrics), methods=[method])
 
     versioned = "/v2/models/{name}/versions/{version}"
+    # The router tries routes in order: the busiest first.
     routes = [
+        route("/v2/models/{name}/infer", "infer", handlers.infer, "POST"),
+        route("/v1/models/{name}:predict", "v1_predict", handlers.v1_predict, "POST"),
+        route("/v2/models/{name}/feedback", "feedback", handlers.feedback, "POST"),
+        route(f"{versioned}/infer", "infer", handlers.infer, "POST"),
+        route(f"{versioned}/feedback", "feedback", handlers.feedback, "POST"),
         route("/v2/health/live", "live", handlers.live, "GET"),
         route("/v2/health/ready", "ready", handlers.ready, "GET"),
+        route("/metrics", "metrics", handlers.metrics, "GET"),
         route("/v2", "server_metadata", handlers.server_metadata, "GET"),
         route("/v2/models/{name}", "model_metadata", handlers.model_metadata, "GET"),
         route(versioned, "model_metadata", handlers.model_metadata, "GET"),
         route("/v2/models/{name}/ready", "model_ready", handlers.model_ready, "GET"),
         route(f"{versioned}/ready", "model_ready", handlers.model_ready, "GET"),
-        route("/v2/models/{name}/infer", "infer", handlers.infer, "POST"),
-        route(f"{versioned}/infer", "infer", handlers.infer, "POST"),
-        route("/v2/models/{name}/feedback", "feedback", handlers.feedback, "POST"),
-        route(f"{versioned}/feedback", "feedback", handlers.feedback, "POST"),
-        route("/v1/models/{name}:predict", "v1_predict", handlers.v1_predict, "POST"),
         route("/v1/models/{name}", "v1_model", handlers.v1_model, "GET"),
-        route("/metrics", "metrics", handlers.metrics, "GET"),
     ]
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: object) -> AsyncIterator[None]:
         state.start_loading()
         yield
         log.info("stopped serving %s version %s", settings.model_name, settings.model_version)
 
-    async def unmatched(request: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        state.metrics.observe_request("unmatched", error.status_code, None)
-        if error.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
-        else:
-            message = f"no endpoint at {request.url.path}; see /v2/models/{settings.model_name} for the model"
-        return error_response(error.status_code, message)
+    router = Router(routes=routes, lifespan=lifespan)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: unmatched})
-    app.state.server = state
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette's Router without Starlette's application around it: every endpoint answers
+        # its own errors, so the application's two exception middlewares would only add cost
+        # (about a tenth of a small request). With "app" in the scope, the Router raises
+        # HTTPException for unknown paths and methods instead of answering in plain text.
+        scope["app"] = app
+        try:
+            await router(scope, receive, send)
+        except HTTPException as error:
+            state.metrics.observe_request("unmatched", error.status_code, None)
+            await _unmatched_response(scope, error, settings.model_name)(scope, receive, send)
+
     return app
 
 
-def _instrumented(endpoint: str, handler: Handler, metrics: Metrics) -> Handler:
-    """`handler` with ApiError turned into its JSON answer, and its duration and status counted."""
+def _unmatched_response(scope: Scope, error: HTTPException, model_name: str) -> Response:
+    request = Request(scope)
+    if error.status_code == 405:
+        return error_response(405, f"{request.method} is not allowed on {request.url.path}")
+    message = f"no endpoint at {request.url.path}; see /v2/models/{model_name} for the model"
+    return error_response(error.status_code, message)
 
-    async def handle(request: Request) -> Response:
+
+class _Endpoint:
+    """An ASGI app around `handler`: ApiError becomes its JSON answer; duration and status are counted.
+
+    An ASGI app rather than a function, so Starlette calls it without its per-request wrappers.
+    """
+
+    def __init__(self, name: str, handler: Handler, metrics: Metrics) -> None:
+        self._name = name
+        self._handler = handler
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        request = Request(scope, receive)
         try:
-            response = await handler(request)
+            response = await self._handler(request)
         except ApiError as error:
             response = error_response(error.status, error.message)
         except Exception:
             log.exception("internal error on %s %s", request.method, request.url.path)
             response = error_response(500, "internal error; the server log has the details")
-        metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
-        return response
-
-    return handle
+        self._metrics.observe_request(self._name, response.status_code, time.perf_counter() - started)
+        await response(scope, receive, send)
 
 
 class _Handlers:

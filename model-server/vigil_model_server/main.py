@@ -26,6 +26,7 @@ def serve(settings: Settings) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
     # uvicorn re-raises the stop signal once it has shut down; exit 0 then, as after any

@@ -82,21 +82,23 @@ class Metrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=self.registry,
         ).labels(model, version)
-        # Children looked up once per (endpoint, code): .labels() costs more than the update.
-        self._request_children: dict[tuple[str, int], tuple[Histogram, Counter]] = {}
+        # Children are looked up once: .labels() costs more than the update itself.
+        self._request_counters: dict[tuple[str, int], Counter] = {}
+        self._request_durations: dict[str, Histogram] = {}
 
     def observe_request(self, endpoint: str, code: int, seconds: float | None) -> None:
         """Count one answered request and its duration (None: not timed, such as unknown paths)."""
-        children = self._request_children.get((endpoint, code))
-        if children is None:
-            children = (
-                self._durations.labels(self._model, self._version, endpoint),
-                self._requests.labels(self._model, self._version, endpoint, str(code)),
-            )
-            self._request_children[(endpoint, code)] = children
+        counter = self._request_counters.get((endpoint, code))
+        if counter is None:
+            counter = self._requests.labels(self._model, self._version, endpoint, str(code))
+            self._request_counters[(endpoint, code)] = counter
+        counter.inc()
         if seconds is not None:
-            children[0].observe(seconds)
-        children[1].inc()
+            histogram = self._request_durations.get(endpoint)
+            if histogram is None:
+                histogram = self._durations.labels(self._model, self._version, endpoint)
+                self._request_durations[endpoint] = histogram
+            histogram.observe(seconds)
 
     def observe_feedback(self, labelled: int, correct: int, accuracy: float) -> None:
         """Add scored predictions; the accuracy series appears with the first feedback."""

@@ -34,27 +34,20 @@ def iris_model_file(tmp_path_factory: pytest.TempPathFactory, iris_classifier: L
     return path
 
 
-def _group(log_dir: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(log_dir=log_dir)
-    try:
-        yield group
-    finally:
-        group.close()
-        # Teardown output is shown only when the test failed: the servers' logs, for the reader.
-        for name, log in group.logs().items():
-            print(f"----- {name} -----\n{log}")
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Processes started for one test, stopped at its end."""
-    yield from _group(tmp_path / "logs")
-
-
 @pytest.fixture(scope="module")
 def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessGroup]:
     """Processes shared by the tests of one module, stopped after the last of them."""
-    yield from _group(tmp_path_factory.mktemp("logs"))
+    group = ProcessGroup(log_dir=tmp_path_factory.mktemp("logs"))
+    yield group
+    group.close()
+
+
+@pytest.fixture(autouse=True)
+def _attach_module_logs(request: pytest.FixtureRequest) -> None:
+    """A failing test's report gets the logs of its module's servers too (see tests/conftest.py)."""
+    if "module_processes" in request.fixturenames:
+        group = request.getfixturevalue("module_processes")
+        request.node.vigil_process_groups = [*getattr(request.node, "vigil_process_groups", []), group]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 from dataclasses import dataclass
@@ -55,6 +56,17 @@ class ModelService:
         # Unique across restarts and replicas without the cost of a uuid per request.
         self._id_prefix = secrets.token_hex(6)
         self._next_id = itertools.count(1)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Call each output once: scikit-learn's first call costs ~10 ms of imports and caches."""
+        if self.predictor.n_features is None:
+            return
+        rows = np.zeros((1, self.predictor.n_features))
+        for function in self.predictor.outputs.values():
+            # A model may refuse all-zero rows (a log transform); then the first request pays.
+            with contextlib.suppress(ValueError, TypeError, ArithmeticError):
+                function(rows)
 
     async def infer(self, rows: np.ndarray, outputs: tuple[str, ...], request_id: str | None) -> Inference:
         """Compute `outputs` for `rows`; the `predict` output is kept for feedback by id."""

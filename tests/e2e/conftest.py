@@ -4,7 +4,7 @@ process, model servers run by the stand-in kubelet, and labelled traffic."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,17 +88,21 @@ class Stack:
     operator_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
 
-    def start_operator(self) -> LocalProcess:
+    def start_operator(
+        self, kubeconfig: Path | None = None, args: Sequence[str] | None = None
+    ) -> LocalProcess:
+        """The operator as a local process: by default with the cluster's admin kubeconfig and
+        `--namespace` of this test; `kubeconfig` (e.g. a ServiceAccount token's) and `args`
+        (e.g. the chart's, instead of `--namespace`) replace those. Ports are always free ones."""
         self.operator_port = free_port()
         env = {
-            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "KUBECONFIG": str(kubeconfig or self.cluster.kubeconfig),
             "VIGIL_DEFAULT_IMAGE": "vigil-model-server:test",
             "PATH": self.cluster.env()["PATH"],
         }
         argv = [
             str(VENV_BIN / "vigil-operator"),
-            "--namespace",
-            self.namespace,
+            *(["--namespace", self.namespace] if args is None else args),
             "--liveness-port",
             str(self.operator_port),
             "--metrics-port",

@@ -1,0 +1,214 @@
+"""The operator with exactly the chart's permissions: a real token of the chart's
+ServiceAccount, no admin credentials, through the whole life of a ModelDeployment.
+
+Kubernetes cannot run the operator's pod here (kwok fakes pods), so the operator runs as a
+local process with the token and the command-line arguments of the chart's Deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from integration.test_helm import CHART, Helm, restore_crd
+
+from harness.cluster import VENV_BIN, LocalCluster
+from harness.models import TrainedModel
+from harness.waiting import wait_for
+
+from .conftest import Stack, condition, model_deployment
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
+
+
+@pytest.fixture
+def helm(cluster: LocalCluster, tmp_path: Path) -> Helm:
+    return Helm(cluster, tmp_path / "helm")
+
+
+@pytest.fixture
+def operator_namespace(cluster: LocalCluster, namespace: str) -> Iterator[str]:
+    """Where the chart's ServiceAccount lives: not the models' namespace, as in a real install."""
+    name = f"{namespace}-vigil"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def release(cluster: LocalCluster) -> Iterator[str]:
+    """A unique release name; its cluster-scoped RBAC is deleted afterwards."""
+    name = f"vigil-{uuid.uuid4().hex[:6]}"
+    yield name
+    for kind in ("clusterrolebinding", "clusterrole"):
+        for suffix in ("-operator", "-operator-cluster"):
+            cluster.kubectl("delete", kind, name + suffix, "--ignore-not-found", check=False)
+
+
+def service_account_kubeconfig(cluster: LocalCluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig holding a real, short-lived token of the ServiceAccount, and nothing else."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [server],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": server["name"], "user": account}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def can_i(cluster: LocalCluster, kubeconfig: Path, *args: str) -> bool:
+    """`kubectl auth can-i` as the ServiceAccount (its kubeconfig only)."""
+    result = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "--kubeconfig", str(kubeconfig), "auth", "can-i", *args],
+        env={**cluster.env(), "KUBECONFIG": str(kubeconfig)},
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return result.stdout.strip() == "yes"
+
+
+def chart_operator_args(objects: list[dict[str, Any]]) -> list[str]:
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def assert_no_permission_errors(stack: Stack) -> None:
+    assert stack.operator is not None
+    log = stack.operator.log()
+    # RBAC denials, as the API server words them and as Kopf reports them. (Other 403s, e.g. a
+    # namespace another test is deleting, are not about permissions.)
+    for sign in ("forbidden: User", "Not enough permissions"):
+        assert sign not in log, f"permission error in the operator's log:\n{log[-4000:]}"
+
+
+def _promoted(version: str):
+    return lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == version
+
+
+def test_least_privilege_rollout_and_automatic_rollback(
+    stack: Stack,
+    models: dict[str, TrainedModel],
+    helm: Helm,
+    operator_namespace: str,
+    release: str,
+    tmp_path: Path,
+) -> None:
+    cluster, namespace = stack.cluster, stack.namespace
+    rendered = helm(
+        "template", release, str(CHART), "--namespace", operator_namespace,
+        "--set", f"watchNamespaces={{{namespace}}}",
+    ).stdout  # fmt: skip
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    rbac = [
+        o
+        for o in objects
+        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+    ]
+    assert {o["kind"] for o in rbac} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"}
+    cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(json.dumps(o) for o in rbac))
+
+    kubeconfig = service_account_kubeconfig(
+        cluster, operator_namespace, f"{release}-operator", tmp_path / "operator.kubeconfig"
+    )
+    # The token is the ServiceAccount's, not an admin's: it may do its job here and nothing else.
+    assert can_i(
+        cluster, kubeconfig, "patch", "modeldeployments.vigil.dev", "--subresource=status", "-n", namespace
+    )
+    assert can_i(cluster, kubeconfig, "create", "deployments.apps", "-n", namespace)
+    assert not can_i(cluster, kubeconfig, "patch", "deployments.apps", "-n", "default")
+    assert not can_i(cluster, kubeconfig, "list", "secrets", "-n", namespace)
+    assert not can_i(cluster, kubeconfig, "delete", "deployments.apps", "-n", namespace)
+    assert not can_i(cluster, kubeconfig, "get", "pods", "-n", namespace)
+
+    args = chart_operator_args(objects)
+    assert args[0] == f"--namespace={namespace}"
+    stack.start_operator(kubeconfig=kubeconfig, args=args)
+
+    url = stack.prometheus.url
+    stack.apply(model_deployment("iris", namespace, "v1", models["good"], prometheus_url=url))
+    status = stack.wait_status("iris", _promoted("v1"), what="v1 promoted")
+    assert condition(status, "Ready")["status"] == "True"
+    stack.apply(model_deployment("iris", namespace, "v2", models["bad"], prometheus_url=url))
+    status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v2 rolled back")
+    assert status["failedVersion"] == "v2"
+    assert condition(status, "RolledBack")["reason"] == "AnalysisFailed"
+    wait_for(lambda: stack.deployment_version("iris") == "v1", timeout=30, what="Deployment back on v1")
+    assert stack.mdep("iris")["spec"]["version"] == "v2"
+    reasons = stack.reasons("iris")
+    assert reasons.count("RolledBack") == 1
+    assert "RolloutStarted" in reasons
+    service = stack.api.get(f"/api/v1/namespaces/{namespace}/services/iris")
+    assert service["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert_no_permission_errors(stack)
+
+
+def test_helm_install_then_model_deployment_ready(
+    stack: Stack,
+    models: dict[str, TrainedModel],
+    helm: Helm,
+    operator_namespace: str,
+    release: str,
+    tmp_path: Path,
+) -> None:
+    """`helm install` into the local cluster, then a ModelDeployment reaches Ready, reconciled by an
+    operator that has only the installed ServiceAccount's token and the installed Deployment's args."""
+    cluster, namespace = stack.cluster, stack.namespace
+    try:
+        helm(
+            "install", release, str(CHART), "--namespace", operator_namespace,
+            # The session's cluster applied crds/ with kubectl already: adopt it, as a user would.
+            "--take-ownership", "--wait", "--timeout", "2m",
+            "--set", "defaultImage=vigil-model-server:test",
+            "--set", f"prometheusUrl={stack.prometheus.url}",
+        )  # fmt: skip
+        installed = json.loads(
+            cluster.kubectl(
+                "get", "deployment", f"{release}-operator", "-n", operator_namespace, "-o", "json"
+            ).stdout
+        )
+        assert installed["status"]["availableReplicas"] == 1
+        args = installed["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--all-namespaces" in args
+        assert f"--prometheus-url={stack.prometheus.url}" in args
+        account = installed["spec"]["template"]["spec"]["serviceAccountName"]
+        kubeconfig = service_account_kubeconfig(
+            cluster, operator_namespace, account, tmp_path / "operator.kubeconfig"
+        )
+        stack.start_operator(kubeconfig=kubeconfig, args=args)
+
+        manifest = model_deployment("iris", namespace, "v1", models["good"], prometheus_url="")
+        del manifest["spec"]["analysis"]["prometheusUrl"]  # the chart's --prometheus-url applies
+        stack.apply(manifest)
+        status = stack.wait_status("iris", _promoted("v1"), what="v1 promoted")
+        assert status["phase"] == "Promoted"
+        assert condition(status, "Ready")["status"] == "True"
+        cluster.kubectl("wait", "--for=condition=Ready", "mdep/iris", "-n", namespace, "--timeout=10s")
+        assert stack.deployment_version("iris") == "v1"
+        assert_no_permission_errors(stack)
+    finally:
+        helm(
+            "uninstall",
+            release,
+            "--namespace",
+            operator_namespace,
+            "--ignore-not-found",
+            "--wait",
+            check=False,
+        )
+        restore_crd(cluster)

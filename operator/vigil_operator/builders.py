@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from vigil_operator import constants as c
@@ -167,8 +168,13 @@ def release_of(deployment: dict[str, Any]) -> Release | None:
     )
 
 
-def observe(deployment: dict[str, Any]) -> ObservedDeployment:
-    """What a Deployment says about its rollout, the way `kubectl rollout status` reads it."""
+def observe(deployment: dict[str, Any], rollout_started_at: datetime | None = None) -> ObservedDeployment:
+    """What a Deployment says about its rollout, the way `kubectl rollout status` reads it.
+
+    The controller keeps a ProgressDeadlineExceeded condition until it sees progress, so a
+    condition stamped before the current rollout started (the one that caused a rollback,
+    say) does not count against the release rolled out since.
+    """
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     wanted = spec.get("replicas", 1)
     up_to_date = status.get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 0)
@@ -179,11 +185,21 @@ def observe(deployment: dict[str, Any]) -> ObservedDeployment:
         and (status.get("replicas", 0) or 0) <= updated
         and (status.get("availableReplicas", 0) or 0) >= updated
     )
-    # A stale condition from the previous template must not count against the new one.
     deadline_exceeded = up_to_date and any(
-        condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded"
+        condition.get("type") == "Progressing"
+        and condition.get("reason") == "ProgressDeadlineExceeded"
+        and _stamped_after(condition, rollout_started_at)
         for condition in status.get("conditions") or []
     )
     return ObservedDeployment(
         release=release_of(deployment), available=available, deadline_exceeded=deadline_exceeded
     )
+
+
+def _stamped_after(condition: dict[str, Any], moment: datetime | None) -> bool:
+    if moment is None:
+        return True
+    stamps = [condition.get("lastUpdateTime"), condition.get("lastTransitionTime")]
+    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stamps if t]
+    # Condition times have whole seconds; the rollout start has milliseconds.
+    return bool(times) and max(times) >= moment.replace(microsecond=0) + timedelta(seconds=1)

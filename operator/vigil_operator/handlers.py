@@ -100,7 +100,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-def model_deployment_changed(
+async def model_deployment_changed(
     event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
     """Any change to a ModelDeployment (and the initial listing) wakes its supervisor."""
@@ -109,7 +109,7 @@ def model_deployment_changed(
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
-def deployment_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
     """Rollout progress of an owned Deployment wakes its ModelDeployment's supervisor."""
     owner = labels.get(c.LABEL_MODEL)
     if owner and (namespace, owner) in memo.supervisors.tasks:

@@ -101,7 +101,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     facts = facts_from_status(body.get("status"))
     action, raw_action = requested_action(body)
     deployment = await kube.read_deployment(namespace, name)
-    observed = observe(deployment) if deployment else None
+    observed = observe(deployment, facts.rollout_started_at) if deployment else None
 
     check, query = None, ""
     plan = check_due(facts, spec.analysis, now)

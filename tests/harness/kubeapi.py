@@ -6,6 +6,7 @@ kubectl for that would cost more than the work itself.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,9 @@ class KubeApi:
         context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
         user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-        self.client = httpx.Client(
-            base_url=cluster["server"],
-            verify=cluster["certificate-authority"],
-            cert=(user["client-certificate"], user["client-key"]),
-            timeout=10,
-        )
+        tls = ssl.create_default_context(cafile=cluster["certificate-authority"])
+        tls.load_cert_chain(user["client-certificate"], user["client-key"])
+        self.client = httpx.Client(base_url=cluster["server"], verify=tls, timeout=10)
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
         response = self.client.get(path, params=params)

@@ -82,6 +82,7 @@ class LocalKubelet:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"kubelet-{namespace}", daemon=True)
         self.errors: list[str] = []
+        self._pod_ips = 0
 
     def start(self) -> LocalKubelet:
         self._thread.start()
@@ -151,6 +152,10 @@ class LocalKubelet:
             )
         return self.servers[key]
 
+    def _pod_ip(self) -> str:
+        self._pod_ips += 1
+        return f"10.0.{self._pod_ips // 250}.{self._pod_ips % 250 + 2}"
+
     @staticmethod
     def _probe(server: RunningServer) -> bool:
         try:
@@ -179,8 +184,9 @@ class LocalKubelet:
             "status": {
                 "phase": "Running",
                 "conditions": conditions,
-                "hostIP": "127.0.0.1",
-                "podIP": "127.0.0.1",
+                # Endpoints refuse loopback addresses; the servers' real address is 127.0.0.1.
+                "hostIP": "10.0.0.1",
+                "podIP": status.get("podIP") or self._pod_ip(),
                 "startTime": status.get("startTime") or now,
                 "containerStatuses": [
                     {

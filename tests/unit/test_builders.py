@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,25 @@ def test_a_progress_deadline_from_before_the_last_change_is_not_the_new_releases
     # the status still carries the failed release's ProgressDeadlineExceeded.
     stale = observed_deployment(generation=4, observed_generation=3, conditions=[DEADLINE], updatedReplicas=0)
     assert observe(stale).deadline_exceeded is False
+
+
+def test_a_progress_deadline_stamped_before_the_current_rollout_started_does_not_count() -> None:
+    # The controller keeps the failed release's condition while the restored release rolls back in.
+    started = datetime(2026, 1, 1, 12, 0, 30, 500000, tzinfo=UTC)
+    before = {
+        **DEADLINE,
+        "lastUpdateTime": "2026-01-01T12:00:29Z",
+        "lastTransitionTime": "2026-01-01T12:00:29Z",
+    }
+    after = {
+        **DEADLINE,
+        "lastUpdateTime": "2026-01-01T12:00:45Z",
+        "lastTransitionTime": "2026-01-01T12:00:45Z",
+    }
+    assert (
+        observe(observed_deployment(conditions=[before], updatedReplicas=1), started).deadline_exceeded
+        is False
+    )
+    assert (
+        observe(observed_deployment(conditions=[after], updatedReplicas=1), started).deadline_exceeded is True
+    )

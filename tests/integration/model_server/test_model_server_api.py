@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 from model_server_harness import MODEL_NAME, MODEL_VERSION, ModelServer
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
 SETOSA, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]
@@ -73,6 +74,54 @@ def test_v1_predict_and_model_status(iris_server: ModelServer) -> None:
     assert response.json()["predictions"] == [0, 2]
     assert response.json()["id"]
     assert status.json() == {"name": MODEL_NAME, "ready": True}
+
+
+def test_every_endpoint_of_the_contract_answers(iris_server: ModelServer) -> None:
+    infer_body = v2_body(SETOSA)
+    feedback_body = {"instances": [SETOSA], "labels": [0]}
+    contract = [
+        ("GET", "/v2/health/live", None),
+        ("GET", "/v2/health/ready", None),
+        ("GET", MODEL, None),
+        ("GET", f"{MODEL}/ready", None),
+        ("POST", f"{MODEL}/infer", infer_body),
+        ("POST", f"{MODEL}/feedback", feedback_body),
+        ("GET", VERSIONED, None),
+        ("GET", f"{VERSIONED}/ready", None),
+        ("POST", f"{VERSIONED}/infer", infer_body),
+        ("POST", f"{VERSIONED}/feedback", feedback_body),
+        ("POST", f"/v1/models/{MODEL_NAME}:predict", {"instances": [SETOSA]}),
+        ("GET", "/metrics", None),
+    ]
+
+    statuses = {
+        path: iris_server.client.request(method, path, json=body).status_code
+        for method, path, body in contract
+    }
+
+    assert statuses == {path: 200 for _, path, _ in contract}
+
+
+def test_metric_names_are_exactly_the_contract(iris_server: ModelServer) -> None:
+    iris_server.client.post(f"{MODEL}/feedback", json={"instances": [SETOSA], "labels": [0]})
+
+    text = iris_server.client.get("/metrics").text
+
+    assert {family.name for family in text_string_to_metric_families(text)} == {
+        "vigil_model_feedback",  # the parser drops _total from counter family names
+        "vigil_model_feedback_correct",
+        "vigil_model_accuracy",
+        "vigil_model_predictions",
+        "vigil_model_request_duration_seconds",
+        "vigil_model_requests",
+        "vigil_model_batch_size",
+    }
+    for line in (
+        "vigil_model_feedback_total{",
+        "vigil_model_feedback_correct_total{",
+        "vigil_model_accuracy{",
+    ):
+        assert f'\n{line}model="{MODEL_NAME}",version="{MODEL_VERSION}"}}' in text
 
 
 def test_metrics_are_prometheus_text_with_the_contract_names(iris_server: ModelServer) -> None:

@@ -1,5 +1,6 @@
 """Loading: where a model comes from, the checksum before deserialising, and every refusal."""
 
+import functools
 import hashlib
 import http.server
 import operator
@@ -35,7 +36,7 @@ class RunsCodeWhenUnpickled:
 @pytest.fixture
 def served_directory(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served over HTTP on 127.0.0.1 (a real server in a thread), and its base URL."""
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(tmp_path))  # noqa: E731
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -8,6 +8,7 @@ local process with the token and the command-line arguments of the chart's Deplo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from integration.test_helm import CHART, Helm, restore_crd
 
 from harness.cluster import VENV_BIN, LocalCluster
 from harness.models import TrainedModel
+from harness.ports import free_port
+from harness.processes import ProcessGroup
 from harness.waiting import wait_for
 
 from .conftest import Stack, condition, model_deployment
@@ -212,3 +215,54 @@ def test_helm_install_then_model_deployment_ready(
             check=False,
         )
         restore_crd(cluster)
+
+
+def test_a_missing_permission_fails_loudly(
+    cluster: LocalCluster,
+    namespace: str,
+    processes: ProcessGroup,
+    helm: Helm,
+    operator_namespace: str,
+    release: str,
+    tmp_path: Path,
+) -> None:
+    """The control for the tests above: the chart's RBAC minus one rule (creating Events) is
+    caught, so their clean logs mean the permissions suffice."""
+    rendered = helm(
+        "template", release, str(CHART), "--namespace", operator_namespace,
+        "--set", f"watchNamespaces={{{namespace}}}",
+    ).stdout  # fmt: skip
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    rbac = [
+        o
+        for o in objects
+        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+    ]
+    for role in rbac:
+        if role["kind"] == "ClusterRole":
+            role["rules"] = [r for r in role["rules"] if r["resources"] != ["events"]]
+    cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(json.dumps(o) for o in rbac))
+    kubeconfig = service_account_kubeconfig(
+        cluster, operator_namespace, f"{release}-operator", tmp_path / "operator.kubeconfig"
+    )
+    port = free_port()
+    operator = processes.start(
+        "operator",
+        [
+            str(VENV_BIN / "vigil-operator"),
+            *chart_operator_args(objects),
+            f"--liveness-port={port}",
+            "--metrics-port=0",
+        ],
+        env={"KUBECONFIG": str(kubeconfig), "PATH": cluster.env()["PATH"]},
+    )
+    manifest = {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": namespace},
+        "spec": {"version": "v1", "model": {"uri": "file:///models/iris.joblib"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    denial = re.compile(r'cannot create resource \\?"events')
+    wait_for(lambda: denial.search(operator.log()), timeout=60, what="the denied Event in the log")
+    assert "forbidden: User" in operator.log()

@@ -163,3 +163,13 @@ def test_kubectl_apply_k_installs_a_running_operator(cluster: LocalCluster, plai
         check=False,
     )
     assert denied.stdout.strip() == "no"
+
+
+@pytest.mark.cluster
+def test_sample_model_deployment_is_valid(cluster: LocalCluster, namespace: str) -> None:
+    sample = yaml.safe_load((SAMPLES / "modeldeployment.yaml").read_text())
+    sample["metadata"]["namespace"] = namespace
+    result = cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(sample))
+    created = json.loads(result.stdout)
+    assert created["spec"]["version"] == sample["spec"]["version"]
+    assert created["spec"]["analysis"]["threshold"] == sample["spec"]["analysis"]["threshold"]

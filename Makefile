@@ -87,6 +87,8 @@ KIND_CONTEXT := kind-$(KIND_CLUSTER)
 IMAGE_TAG ?= 0.1.0
 OPERATOR_IMAGE ?= ghcr.io/vigil-dev/vigil-operator:$(IMAGE_TAG)
 SERVER_IMAGE ?= ghcr.io/vigil-dev/vigil-model-server:$(IMAGE_TAG)
+# The project's helm (make cluster-tools) when built, else the one on PATH.
+HELM ?= $(if $(wildcard $(BIN)/helm),$(BIN)/helm,helm)
 
 .PHONY: sync-crds
 sync-crds: ## Copy crds/modeldeployment.yaml into the chart (charts/vigil/files/)
@@ -110,7 +112,7 @@ kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)
 .PHONY: deploy
 deploy: ## Load the images into kind and helm-install the chart (context kind-$(KIND_CLUSTER) only)
 	$(KIND) load docker-image $(OPERATOR_IMAGE) $(SERVER_IMAGE) --name $(KIND_CLUSTER)
-	$(BIN)/helm upgrade --install vigil charts/vigil --kube-context $(KIND_CONTEXT) \
+	$(HELM) upgrade --install vigil charts/vigil --kube-context $(KIND_CONTEXT) \
 		--namespace vigil-system --create-namespace --wait --timeout 5m \
 		--set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) --set image.tag=$(IMAGE_TAG) \
 		--set image.pullPolicy=Never --set defaultImage=$(SERVER_IMAGE)
@@ -120,3 +122,11 @@ kind-demo: kind-up images deploy ## kind-up + images + deploy, then a sample Mod
 	kubectl --context $(KIND_CONTEXT) create namespace ml --dry-run=client -o yaml | kubectl --context $(KIND_CONTEXT) apply -f -
 	kubectl --context $(KIND_CONTEXT) apply -f manifests/samples/modeldeployment.yaml
 	@echo "kubectl --context $(KIND_CONTEXT) get mdep -n ml -w   (docs/install.md: models and Prometheus on kind)"
+
+.PHONY: demo
+demo: deps ## The whole story on a local cluster: rollout, accuracy in Prometheus, automatic rollback (KEEP=1 leaves it up)
+	@PYTHONPATH=tests $(PY) hack/demo.py $(if $(filter-out 0,$(KEEP)),--keep,)
+
+.PHONY: demo-down
+demo-down: venv ## Stop a demo left running with KEEP=1
+	@PYTHONPATH=tests $(PY) hack/demo.py --down

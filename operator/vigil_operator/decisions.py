@@ -299,10 +299,10 @@ def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Fac
     record = CheckRecord(
         time=inputs.now,
         verdict=check.verdict,
-        value=check.value,
-        samples=check.samples,
-        lower=check.lower,
-        upper=check.upper,
+        value=_rounded(check.value),
+        samples=_rounded(check.samples, 1),
+        lower=_rounded(check.lower),
+        upper=_rounded(check.upper),
         query=inputs.query,
         reason=check.reason,
     )
@@ -328,6 +328,11 @@ def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Fac
         facts, more = _promote(facts, inputs.now, f"{streaks.passes} checks passed: {check.reason}")
         events += more
     return facts, events
+
+
+def _rounded(number: float | None, digits: int = 4) -> float | None:
+    """What status keeps of a measured number: enough to judge, short enough for `kubectl get`."""
+    return None if number is None else round(number, digits)
 
 
 def _breach(facts: Facts, now: datetime, detail: str) -> tuple[Facts, tuple[Event, ...]]:

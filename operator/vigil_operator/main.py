@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 
 import kopf
 
@@ -55,8 +56,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.peering,
         help="Kopf peering name for several replicas (HA); without it the operator runs standalone",
     )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="Kopf peering priority; the highest live replica works, the others wait. "
+        "Default with --peering: random, so two replicas never tie (a tie pauses both)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
+
+
+def peering_priority(requested: int | None) -> int:
+    """The given priority, or a random one: Kopf pauses every peer when priorities tie."""
+    return requested if requested is not None else random.SystemRandom().randint(1, 1_000_000)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         namespaces=list(namespaces),
         standalone=not config.peering,
         peering_name=config.peering,
+        priority=peering_priority(args.priority) if config.peering else None,
         liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None,
         memo=kopf.Memo(config=config),
     )

@@ -762,10 +762,22 @@ def test_the_last_check_is_recorded_with_its_numbers_and_query() -> None:
         0.85,
         340,
     )
-    assert (record.lower, record.upper, record.reason) == (outcome.lower, outcome.upper, outcome.reason)
+    assert (record.lower, record.upper, record.reason) == (
+        round(outcome.lower, 4),
+        round(outcome.upper, 4),
+        outcome.reason,
+    )
     assert record.query.startswith(
         'label_replace(sum(increase(vigil_model_feedback_correct_total{namespace="ml"'
     )
+
+
+def test_the_last_check_keeps_four_decimals_for_status() -> None:
+    scenario = v2_analysing()
+    scenario.check(failing(value=0.8512345678, samples=340.123))
+    record = scenario.facts.last_check
+    assert record is not None
+    assert (record.value, record.samples) == (0.8512, 340.1)
 
 
 def test_requeue_after_waits_for_the_next_check() -> None:

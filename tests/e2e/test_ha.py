@@ -21,12 +21,9 @@ def _promoted(version: str):
 def test_two_replicas_one_active_and_failover(stack: Stack, models: dict[str, TrainedModel]) -> None:
     stack.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING_CRDS))
     stack.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(PEERING_CRDS))
-    stack.cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=f"apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {{name: vigil, namespace: {stack.namespace}}}",
-    )
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "vigil"}}
+    peering["metadata"]["namespace"] = stack.namespace
+    stack.apply(peering)
     standby = stack.start_operator(
         args=["--namespace", stack.namespace, "--peering", "vigil", "--priority", "1"]
     )

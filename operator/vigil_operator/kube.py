@@ -8,6 +8,7 @@ ModelDeployment itself only ever gets its status written, and its action annotat
 from __future__ import annotations
 
 import base64
+import os
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -32,7 +33,8 @@ async def connect() -> client.ApiClient:
         try:
             config.load_incluster_config()
         except ConfigException:
-            await config.load_kube_config()
+            # Read $KUBECONFIG now, not when the client library was imported.
+            await config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
         _api = client.ApiClient()
     return _api
 

@@ -109,6 +109,7 @@ class LocalCluster:
         env = tool_env()
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["KWOK_WORKDIR"] = str(self.kwok_workdir)
+        env["KUBECACHEDIR"] = str(self.workdir / "kube-cache")  # not ~/.kube/cache
         return env
 
     def _kwokctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -60,24 +60,22 @@ def _ssl_for(access: PrometheusAccess) -> ssl.SSLContext | None:
     return ssl.create_default_context(cadata=access.ca_cert)
 
 
-def _auth_for(access: PrometheusAccess) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+def _auth_headers(access: PrometheusAccess) -> dict[str, str]:
     if access.token:
-        return {"Authorization": f"Bearer {access.token}"}, None
+        return {"Authorization": f"Bearer {access.token}"}
     if access.username is not None:
-        return {}, aiohttp.BasicAuth(access.username, access.password or "")
-    return {}, None
+        return {"Authorization": aiohttp.encode_basic_auth(access.username, access.password or "")}
+    return {}
 
 
 async def instant_query(access: PrometheusAccess, query: str) -> dict[str, Any]:
     """`data` of /api/v1/query for `query`; raises PrometheusError with a readable reason."""
-    headers, auth = _auth_for(access)
     endpoint = URL(access.url.rstrip("/") + "/api/v1/query")
     try:
         async with _client().post(
             endpoint,
             data={"query": query},
-            headers=headers,
-            auth=auth,
+            headers=_auth_headers(access),
             ssl=_ssl_for(access),
             timeout=aiohttp.ClientTimeout(total=access.timeout),
         ) as response:

@@ -89,7 +89,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
 
     def start_operator(
-        self, kubeconfig: Path | None = None, args: Sequence[str] | None = None
+        self, kubeconfig: Path | None = None, args: Sequence[str] | None = None, metrics_port: int = 0
     ) -> LocalProcess:
         """The operator as a local process: by default with the cluster's admin kubeconfig and
         `--namespace` of this test; `kubeconfig` (e.g. a ServiceAccount token's) and `args`
@@ -106,7 +106,7 @@ class Stack:
             "--liveness-port",
             str(self.operator_port),
             "--metrics-port",
-            "0",
+            str(metrics_port),
             "--verbose",
         ]
         self.operator = self.processes.start("operator", argv, env=env)

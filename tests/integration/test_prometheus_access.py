@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from harness.cluster import LocalCluster
 from harness.ports import free_port
 from harness.processes import ProcessGroup
 from harness.prometheus import prometheus_binary
+from harness.silent import silent_server
 from harness.waiting import wait_for
 from vigil_operator import kube, prometheus
 from vigil_operator.prometheus import PrometheusAccess
@@ -141,32 +140,13 @@ def test_an_untrusted_certificate_is_an_error_not_a_silent_downgrade(
 
 
 @pytest.fixture
-def silent_server() -> Iterator[str]:
-    """Accepts connections and never answers: a hung Prometheus."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
+def hung_prometheus() -> Iterator[str]:
+    with silent_server() as url:
+        yield url
 
 
-def test_a_hung_prometheus_times_out_into_an_error(silent_server: str) -> None:
-    access = PrometheusAccess(url=silent_server, timeout=0.5)
+def test_a_hung_prometheus_times_out_into_an_error(hung_prometheus: str) -> None:
+    access = PrometheusAccess(url=hung_prometheus, timeout=0.5)
     measurement = asyncio.run(_measure(access, "vector(1)", builtin=True))
     assert measurement.error is not None
     assert "did not answer within 0.5s" in measurement.error

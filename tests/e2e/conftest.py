@@ -4,7 +4,7 @@ process, model servers run by the stand-in kubelet, and labelled traffic."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,11 @@ class Stack:
 
     def reasons(self, name: str) -> list[str]:
         return [event["reason"] for event in self.events(name)]
+
+
+def promoted(version: str) -> Callable[[dict[str, Any]], bool]:
+    """A `wait_status` predicate: `version` is the stable release and serves."""
+    return lambda status: status.get("phase") == "Promoted" and status.get("stableVersion") == version
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -8,14 +8,10 @@ from harness.cluster import REPO_ROOT
 from harness.models import TrainedModel
 from harness.waiting import wait_for
 
-from .conftest import Stack, model_deployment
+from .conftest import Stack, model_deployment, promoted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 PEERING_CRDS = REPO_ROOT / "charts" / "vigil" / "crds" / "kopf-peering.yaml"
-
-
-def _promoted(version: str):
-    return lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == version
 
 
 def test_two_replicas_one_active_and_failover(stack: Stack, models: dict[str, TrainedModel]) -> None:
@@ -34,7 +30,7 @@ def test_two_replicas_one_active_and_failover(stack: Stack, models: dict[str, Tr
     stack.apply(
         model_deployment("iris", stack.namespace, "v1", models["good"], prometheus_url=stack.prometheus.url)
     )
-    stack.wait_status("iris", _promoted("v1"), what="v1 promoted by the active replica")
+    stack.wait_status("iris", promoted("v1"), what="v1 promoted by the active replica")
     assert "RolloutStarted" in active.log()
     assert "RolloutStarted" not in standby.log(), (
         "the standby replica must not act while the active one lives"
@@ -46,7 +42,7 @@ def test_two_replicas_one_active_and_failover(stack: Stack, models: dict[str, Tr
             "iris", stack.namespace, "v2", models["good-too"], prometheus_url=stack.prometheus.url
         )
     )
-    stack.wait_status("iris", _promoted("v2"), timeout=180, what="v2 promoted by the standby replica")
+    stack.wait_status("iris", promoted("v2"), timeout=180, what="v2 promoted by the standby replica")
     wait_for(
         lambda: "RolloutStarted" in standby.log(), timeout=10, what="the standby's own log of the rollout"
     )

@@ -11,16 +11,12 @@ from harness.ports import free_port
 from harness.silent import silent_server
 from harness.waiting import wait_for
 
-from .conftest import Stack, condition, model_deployment
+from .conftest import Stack, condition, model_deployment, promoted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 CUSTOM_ACCURACY = (
     'avg(vigil_model_accuracy{namespace="{{namespace}}", model="{{name}}", version="{{version}}"})'
 )
-
-
-def _promoted(version: str):
-    return lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == version
 
 
 def _metric(text: str, metric: str, **labels: str) -> float:
@@ -54,7 +50,7 @@ def test_a_hung_prometheus_for_one_model_never_delays_another(
                 query=CUSTOM_ACCURACY,
             )
         )
-        fast = stack.wait_status("fast", _promoted("v1"), what="fast promoted while slow's query hangs")
+        fast = stack.wait_status("fast", promoted("v1"), what="fast promoted while slow's query hangs")
         slow = stack.status("slow")
         assert slow.get("phase") == "Analyzing"
         assert slow.get("lastCheck") is None, "slow's first query is still waiting for the hung Prometheus"
@@ -75,7 +71,7 @@ def test_manual_promote_and_retry_survive_a_gitops_reapply(
     stack.start_operator()
     url = stack.prometheus.url
     stack.apply(model_deployment("iris", stack.namespace, "v1", models["good"], prometheus_url=url))
-    stack.wait_status("iris", _promoted("v1"), what="v1 promoted")
+    stack.wait_status("iris", promoted("v1"), what="v1 promoted")
 
     # promote: v2 would need 50 passing checks; a person promotes it at once.
     v2 = model_deployment(
@@ -84,7 +80,7 @@ def test_manual_promote_and_retry_survive_a_gitops_reapply(
     stack.apply(v2)
     stack.wait_status("iris", lambda s: s.get("phase") == "Analyzing", what="v2 under analysis")
     stack.cluster.kubectl("annotate", "mdep", "iris", "-n", stack.namespace, "vigil.dev/action=promote")
-    stack.wait_status("iris", _promoted("v2"), what="v2 promoted by annotation")
+    stack.wait_status("iris", promoted("v2"), what="v2 promoted by annotation")
     wait_for(
         lambda: "vigil.dev/action" not in (stack.mdep("iris")["metadata"].get("annotations") or {}),
         timeout=30,

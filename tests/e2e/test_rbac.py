@@ -25,7 +25,7 @@ from harness.ports import free_port
 from harness.processes import ProcessGroup
 from harness.waiting import wait_for
 
-from .conftest import Stack, condition, model_deployment
+from .conftest import Stack, condition, model_deployment, promoted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 
@@ -100,10 +100,6 @@ def assert_no_permission_errors(stack: Stack) -> None:
         assert sign not in log, f"permission error in the operator's log:\n{log[-4000:]}"
 
 
-def _promoted(version: str):
-    return lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == version
-
-
 def test_least_privilege_rollout_and_automatic_rollback(
     stack: Stack,
     models: dict[str, TrainedModel],
@@ -145,7 +141,7 @@ def test_least_privilege_rollout_and_automatic_rollback(
 
     url = stack.prometheus.url
     stack.apply(model_deployment("iris", namespace, "v1", models["good"], prometheus_url=url))
-    status = stack.wait_status("iris", _promoted("v1"), what="v1 promoted")
+    status = stack.wait_status("iris", promoted("v1"), what="v1 promoted")
     assert condition(status, "Ready")["status"] == "True"
     stack.apply(model_deployment("iris", namespace, "v2", models["bad"], prometheus_url=url))
     status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v2 rolled back")
@@ -198,7 +194,7 @@ def test_helm_install_then_model_deployment_ready(
         manifest = model_deployment("iris", namespace, "v1", models["good"], prometheus_url="")
         del manifest["spec"]["analysis"]["prometheusUrl"]  # the chart's --prometheus-url applies
         stack.apply(manifest)
-        status = stack.wait_status("iris", _promoted("v1"), what="v1 promoted")
+        status = stack.wait_status("iris", promoted("v1"), what="v1 promoted")
         assert status["phase"] == "Promoted"
         assert condition(status, "Ready")["status"] == "True"
         cluster.kubectl("wait", "--for=condition=Ready", "mdep/iris", "-n", namespace, "--timeout=10s")

@@ -17,7 +17,7 @@ from harness.cluster import REPO_ROOT
 from harness.models import TrainedModel
 from harness.waiting import wait_for
 
-from .conftest import Stack, condition, model_deployment
+from .conftest import Stack, condition, model_deployment, promoted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 TIMINGS = REPO_ROOT / ".work" / "e2e-timings.json"
@@ -32,28 +32,24 @@ def _record(name: str, seconds: float) -> None:
     print(f"timing {name}: {seconds:.2f}s")
 
 
-def _promoted(version: str):
-    return lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == version
-
-
 def deploy_v1(stack: Stack, name: str, model: TrainedModel, **analysis) -> dict:
     stack.start_operator()
     stack.apply(
         model_deployment(name, stack.namespace, "v1", model, prometheus_url=stack.prometheus.url, **analysis)
     )
-    status = stack.wait_status(name, _promoted("v1"), what="v1 promoted")
+    status = stack.wait_status(name, promoted("v1"), what="v1 promoted")
     assert condition(status, "Ready")["status"] == "True"
     return status
 
 
-def test_good_new_version_is_promoted(stack: Stack, models: dict[str, TrainedModel]) -> None:
+def test_good_new_version_ispromoted(stack: Stack, models: dict[str, TrainedModel]) -> None:
     deploy_v1(stack, "iris", models["good"])
     stack.apply(
         model_deployment(
             "iris", stack.namespace, "v2", models["good-too"], prometheus_url=stack.prometheus.url
         )
     )
-    status = stack.wait_status("iris", _promoted("v2"), what="v2 promoted")
+    status = stack.wait_status("iris", promoted("v2"), what="v2 promoted")
     assert status["currentVersion"] == "v2"
     assert status.get("failedVersion") is None
     assert condition(status, "Ready")["status"] == "True"

@@ -112,14 +112,9 @@ class Demo:
         self.say(f"Cluster up: Kubernetes {version}, kubeconfig {self.cluster.kubeconfig}")
 
         self.say("Starting Prometheus (scrapes every model server, 1 s interval) ...")
-        self.prometheus = LocalPrometheus(
-            workdir=self.workdir / "prometheus",
-            port=self.prometheus_port or free_port(),
-            processes=self.processes,
+        self.prometheus = LocalPrometheus.start(
+            self.workdir / "prometheus", self.processes, port=self.prometheus_port or None
         )
-        self.prometheus.workdir.mkdir(parents=True, exist_ok=True)
-        self.prometheus._write_config([])
-        self.prometheus._launch()
         self.say(f"Prometheus up: {self.prometheus.url}")
 
         self.say("Starting the Vigil operator ...")

@@ -51,10 +51,15 @@ class LocalPrometheus:
 
     @classmethod
     def start(
-        cls, workdir: Path, processes: ProcessGroup, targets: list[ScrapeTarget] = ()
+        cls,
+        workdir: Path,
+        processes: ProcessGroup,
+        targets: tuple[ScrapeTarget, ...] = (),
+        port: int | None = None,
     ) -> LocalPrometheus:
+        """Start on `port` (a free one by default) and wait until it is ready."""
         workdir.mkdir(parents=True, exist_ok=True)
-        prometheus = cls(workdir=workdir, port=free_port(), processes=processes)
+        prometheus = cls(workdir=workdir, port=port or free_port(), processes=processes)
         prometheus._write_config(list(targets))
         prometheus._launch()
         return prometheus

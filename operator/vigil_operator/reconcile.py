@@ -140,7 +140,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     for event in decision.events:
         logger.log(logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason, event.message)
         await kube.post_event(body, event.reason, event.message, warning=event.warning, now=to_timestamp(now))
-    _count(namespace, name, decision, check)
+    _count(namespace, name, decision, check, facts.current.version if facts.current else "")
 
     wanted = deployment_for(owner, spec, decision.target)
     if deployment is None or _spec_hash(deployment) != _spec_hash(wanted) or release_of(deployment) is None:
@@ -159,11 +159,14 @@ def _spec_hash(deployment: dict[str, Any]) -> str | None:
     return (deployment.get("metadata", {}).get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH)
 
 
-def _count(namespace: str, name: str, decision: Decision, check: CheckOutcome | None) -> None:
+def _count(
+    namespace: str, name: str, decision: Decision, check: CheckOutcome | None, checked_version: str
+) -> None:
     if check is not None:
         metrics.CHECKS.labels(namespace, name, check.verdict.value).inc()
-        if check.verdict is not Verdict.ERROR and check.value is not None and decision.facts.current:
-            metrics.LAST_ACCURACY.labels(namespace, name, decision.facts.current.version).set(check.value)
+        if check.verdict is not Verdict.ERROR and check.value is not None:
+            # The version that was measured, not the one serving after the decision (a rollback).
+            metrics.LAST_ACCURACY.labels(namespace, name, checked_version).set(check.value)
     for event in decision.events:
         if event.reason == Reason.ROLLED_BACK:
             metrics.ROLLBACKS.labels(namespace, name, decision.facts.rollback_reason or "").inc()

@@ -142,6 +142,9 @@ class LocalCluster:
                 cluster.stop()
                 if attempt == attempts:
                     raise RuntimeError(f"the local cluster did not start: {error}\n{logs}") from None
+            except BaseException:  # Ctrl-C while starting: leave nothing running
+                cluster.stop()
+                raise
         raise AssertionError("unreachable")
 
     def _create(self, nodes: int) -> None:

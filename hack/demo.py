@@ -439,6 +439,9 @@ def main() -> int:
     if args.down:
         return down(args.workdir)
 
+    # Ctrl-C (even when started from a script that ignores it) and SIGTERM tear everything down.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     narrator = Narrator()
     demo = Demo(args.workdir, args.prometheus_port, narrator)
     keep = False

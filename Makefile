@@ -47,6 +47,7 @@ deps: venv prometheus
 .PHONY: test
 test: deps ## Run the whole suite: lint, unit, integration and end-to-end tests
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -130,7 +130,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         now,
         previous.get("conditions"),
     )
-    if status != previous:
+    if _as_stored(status) != previous:  # skip no-op writes
         try:
             await kube.write_status(namespace, name, status, meta["resourceVersion"])
         except kube.ApiException as error:
@@ -153,6 +153,15 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             await kube.post_event(body, Reason.ACTION_IGNORED, message, warning=True, now=to_timestamp(now))
         await kube.clear_action(namespace, name)
     return Round(requeue_after=decision.requeue_after, decision=decision)
+
+
+def _as_stored(value: Any) -> Any:
+    """What the API server keeps of a merge-patched status: null fields are dropped."""
+    if isinstance(value, dict):
+        return {key: _as_stored(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_as_stored(item) for item in value]
+    return value
 
 
 def _spec_hash(deployment: dict[str, Any]) -> str | None:

@@ -75,6 +75,9 @@ def deployment_for(owner: Owner, spec: ModelDeploymentSpec, release: Release) ->
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
+        # Endpoints are removed while the pod terminates; keep serving until they are gone,
+        # then the server's own SIGTERM handling finishes in-flight requests.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         "livenessProbe": {
             "httpGet": {"path": "/v2/health/live", "port": c.SERVER_PORT_NAME},
             "periodSeconds": 10,

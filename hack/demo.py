@@ -100,7 +100,10 @@ class Demo:
             raise DemoError(
                 f"port {self.prometheus_port} is busy; free it or pick another: DEMO_PROMETHEUS_PORT=<port>"
             )
-        prometheus_binary()
+        try:
+            prometheus_binary()
+        except RuntimeError as missing:
+            raise DemoError(str(missing)) from None
         self.say("Starting a local cluster: etcd, kube-apiserver, controller-manager, scheduler, kwok ...")
         self.cluster = LocalCluster.start(self.workdir / "cluster")
         self.cluster.apply_crds()

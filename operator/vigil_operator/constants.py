@@ -23,4 +23,4 @@ ANNOTATION_ACTION = "vigil.dev/action"
 
 SERVER_PORT = 8080
 SERVER_PORT_NAME = "http"
-HISTORY_LIMIT = 10
+HISTORY_LIMIT = 20  # the CRD's maxItems; a revert after promotion looks here for the previous stable release

@@ -39,6 +39,35 @@ class PrometheusError(Exception):
     """The check has no usable number: unreachable, refused, bad query, no series or NaN."""
 
 
+def access_with_secret(
+    url: str, timeout: float, secret_name: str, secret: dict[str, str]
+) -> PrometheusAccess:
+    """Credentials from a Secret, bound to the Prometheus URL the Secret itself names.
+
+    Whoever may edit a ModelDeployment chooses `prometheusUrl`; without this binding they
+    could have the operator send the namespace's Prometheus credentials to any host.
+    """
+    bound_to = secret.get("url", "").strip()
+    if not bound_to:
+        raise PrometheusError(
+            f'Secret {secret_name!r} has no "url" key: add the Prometheus URL its credentials are for'
+        )
+    if bound_to.rstrip("/") != url.rstrip("/"):
+        safe = str(URL(bound_to).with_user(None))
+        raise PrometheusError(
+            f"Secret {secret_name!r} holds credentials for {safe}, not for {URL(url).with_user(None)}; "
+            "they are sent only to the URL the Secret names"
+        )
+    return PrometheusAccess(
+        url=url,
+        timeout=timeout,
+        token=secret.get("token"),
+        username=secret.get("username"),
+        password=secret.get("password"),
+        ca_cert=secret.get("ca.crt"),
+    )
+
+
 _session: aiohttp.ClientSession | None = None
 
 

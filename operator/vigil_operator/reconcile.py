@@ -35,17 +35,12 @@ class Round:
 
 
 async def prometheus_access(analysis: AnalysisSpec, namespace: str) -> prometheus.PrometheusAccess:
-    """URL and, when a Secret is named, its token or username/password and CA bundle."""
-    secret: dict[str, str] = {}
-    if analysis.credentials_secret:
-        secret = await kube.read_secret(namespace, analysis.credentials_secret)
-    return prometheus.PrometheusAccess(
-        url=analysis.prometheus_url,
-        timeout=analysis.query_timeout,
-        token=secret.get("token"),
-        username=secret.get("username"),
-        password=secret.get("password"),
-        ca_cert=secret.get("ca.crt"),
+    """URL and, when a Secret is named, its credentials (only if the Secret names that URL)."""
+    if not analysis.credentials_secret:
+        return prometheus.PrometheusAccess(url=analysis.prometheus_url, timeout=analysis.query_timeout)
+    secret = await kube.read_secret(namespace, analysis.credentials_secret)
+    return prometheus.access_with_secret(
+        analysis.prometheus_url, analysis.query_timeout, analysis.credentials_secret, secret
     )
 
 
@@ -59,6 +54,8 @@ async def run_check(spec: ModelDeploymentSpec, target: Target, plan: QueryPlan) 
         access = await prometheus_access(analysis, target.namespace)
     except kube.ApiException as error:
         measurement = Measurement(error=f"cannot read Secret {analysis.credentials_secret!r}: {error.reason}")
+    except prometheus.PrometheusError as error:
+        measurement = Measurement(error=str(error))
     else:
         measurement = await prometheus.measure(access, query, builtin=analysis.builtin)
     criteria = Criteria(

@@ -169,6 +169,7 @@ def test_credentials_come_from_the_named_secret(
         "kind": "Secret",
         "metadata": {"name": "prom-reader", "namespace": namespace},
         "data": {
+            "url": base64.b64encode(b"https://prometheus.example:9090").decode(),
             "username": base64.b64encode(USER.encode()).decode(),
             "password": base64.b64encode(PASSWORD.encode()).decode(),
             "ca.crt": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode(),
@@ -187,6 +188,7 @@ def test_credentials_come_from_the_named_secret(
             await kube.close()
 
     access = asyncio.run(read())
+    assert access.url == "https://prometheus.example:9090"
     assert (access.username, access.password) == (USER, PASSWORD)
     assert access.ca_cert == "-----BEGIN CERTIFICATE-----\n"
     assert access.token is None

@@ -10,6 +10,7 @@ from vigil_operator.prometheus import (
     PrometheusAccess,
     PrometheusError,
     _auth_headers,
+    access_with_secret,
     accuracy_measurement,
     single_value_measurement,
 )
@@ -76,3 +77,22 @@ def test_a_custom_query_returns_one_number(data: dict, value: float) -> None:
 def test_a_custom_query_that_is_not_one_number_is_an_error(data: dict, message: str) -> None:
     with pytest.raises(PrometheusError, match=message):
         single_value_measurement(data)
+
+
+SECRET = {"url": "https://prometheus.monitoring:9090/", "username": "u", "password": "pw", "ca.crt": "PEM"}
+
+
+def test_secret_credentials_go_to_the_url_the_secret_names() -> None:
+    access = access_with_secret("https://prometheus.monitoring:9090", 10, "prom-reader", SECRET)
+    assert (access.username, access.password, access.ca_cert) == ("u", "pw", "PEM")
+
+
+def test_secret_credentials_are_never_sent_to_another_url() -> None:
+    with pytest.raises(PrometheusError, match=r"not for https://attacker\.example") as refused:
+        access_with_secret("https://attacker.example", 10, "prom-reader", SECRET)
+    assert "pw" not in str(refused.value)
+
+
+def test_a_secret_without_a_url_is_refused_with_what_to_add() -> None:
+    with pytest.raises(PrometheusError, match='no "url" key'):
+        access_with_secret("https://prometheus.monitoring:9090", 10, "prom-reader", {"token": "t"})

@@ -42,7 +42,6 @@ class Reason(enum.StrEnum):
 
     ROLLOUT_STARTED = "RolloutStarted"
     ROLLOUT_COMPLETE = "RolloutComplete"
-    ANALYSIS_PASSED = "AnalysisPassed"
     ANALYSIS_FAILED = "AnalysisFailed"
     ANALYZING = "Analyzing"
     PROMOTED = "Promoted"
@@ -53,7 +52,6 @@ class Reason(enum.StrEnum):
     METRICS_RECOVERED = "MetricsRecovered"
     NO_STABLE_RELEASE = "NoStableRelease"
     RESTORED_RELEASE_FAILED = "RestoredReleaseFailed"
-    FAILED_VERSION_NOT_RETRIED = "FailedVersionNotRetried"
     RETRY_REQUESTED = "RetryRequested"
     ACTION_IGNORED = "ActionIgnored"
 

@@ -100,6 +100,18 @@ def assert_no_permission_errors(stack: Stack) -> None:
         assert sign not in log, f"permission error in the operator's log:\n{log[-4000:]}"
 
 
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+
+
+def chart_objects(helm: Helm, release: str, operator_namespace: str, namespace: str) -> list[dict]:
+    """The chart's objects, rendered to watch `namespace`."""
+    rendered = helm(
+        "template", release, str(CHART), "--namespace", operator_namespace,
+        "--set", f"watchNamespaces={{{namespace}}}",
+    ).stdout  # fmt: skip
+    return [o for o in yaml.safe_load_all(rendered) if o]
+
+
 def test_least_privilege_rollout_and_automatic_rollback(
     stack: Stack,
     models: dict[str, TrainedModel],
@@ -109,16 +121,8 @@ def test_least_privilege_rollout_and_automatic_rollback(
     tmp_path: Path,
 ) -> None:
     cluster, namespace = stack.cluster, stack.namespace
-    rendered = helm(
-        "template", release, str(CHART), "--namespace", operator_namespace,
-        "--set", f"watchNamespaces={{{namespace}}}",
-    ).stdout  # fmt: skip
-    objects = [o for o in yaml.safe_load_all(rendered) if o]
-    rbac = [
-        o
-        for o in objects
-        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
-    ]
+    objects = chart_objects(helm, release, operator_namespace, namespace)
+    rbac = [o for o in objects if o["kind"] in RBAC_KINDS]
     assert {o["kind"] for o in rbac} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"}
     cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(json.dumps(o) for o in rbac))
 
@@ -224,16 +228,8 @@ def test_a_missing_permission_fails_loudly(
 ) -> None:
     """The control for the tests above: the chart's RBAC minus one rule (creating Events) is
     caught, so their clean logs mean the permissions suffice."""
-    rendered = helm(
-        "template", release, str(CHART), "--namespace", operator_namespace,
-        "--set", f"watchNamespaces={{{namespace}}}",
-    ).stdout  # fmt: skip
-    objects = [o for o in yaml.safe_load_all(rendered) if o]
-    rbac = [
-        o
-        for o in objects
-        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
-    ]
+    objects = chart_objects(helm, release, operator_namespace, namespace)
+    rbac = [o for o in objects if o["kind"] in RBAC_KINDS]
     for role in rbac:
         if role["kind"] == "ClusterRole":
             role["rules"] = [r for r in role["rules"] if r["resources"] != ["events"]]

@@ -17,7 +17,6 @@ class Config:
     metrics_port: int = 8000  # 0 turns the operator's own /metrics off
     liveness_port: int = 8081
     peering: str | None = None  # None: standalone (one replica); a name: Kopf peering for HA
-    verbose: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:

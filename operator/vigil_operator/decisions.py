@@ -43,7 +43,6 @@ class Reason(enum.StrEnum):
     ROLLOUT_STARTED = "RolloutStarted"
     ROLLOUT_COMPLETE = "RolloutComplete"
     ANALYSIS_FAILED = "AnalysisFailed"
-    ANALYZING = "Analyzing"
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"

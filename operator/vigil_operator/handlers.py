@@ -50,8 +50,7 @@ class Supervisors:
                 wakeup.clear()
                 try:
                     with metrics.RECONCILE_SECONDS.time():
-                        outcome = await reconcile_once(namespace, name, self.config, log.logger)
-                    delay = outcome.requeue_after
+                        delay = await reconcile_once(namespace, name, self.config, log.logger)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

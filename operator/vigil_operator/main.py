@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         metrics_port=args.metrics_port,
         liveness_port=args.liveness_port,
         peering=args.peering,
-        verbose=args.verbose,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)

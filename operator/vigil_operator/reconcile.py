@@ -8,7 +8,6 @@ follows it. A restarted operator re-reads both and converges on the same outcome
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,14 +23,6 @@ from vigil_operator.status import facts_from_status, status_of, to_timestamp
 
 INVALID_SPEC_RETRY_SECONDS = 60.0
 CONFLICT_RETRY_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class Round:
-    """What one round did, for logs and tests of the shell."""
-
-    requeue_after: float | None  # None: the object is gone, stop supervising it
-    decision: Decision | None = None
 
 
 async def prometheus_access(analysis: AnalysisSpec, namespace: str) -> prometheus.PrometheusAccess:
@@ -78,10 +69,11 @@ def requested_action(body: dict[str, Any]) -> tuple[Action | None, str | None]:
         return None, raw
 
 
-async def reconcile_once(namespace: str, name: str, config: Config, logger: logging.Logger) -> Round:
+async def reconcile_once(namespace: str, name: str, config: Config, logger: logging.Logger) -> float | None:
+    """One round; returns the seconds until the next one, or None once the object is gone."""
     body = await kube.read_model_deployment(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return Round(requeue_after=None)
+        return None
     now = datetime.now(UTC)
     meta = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
@@ -93,7 +85,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         )
     except InvalidSpec as error:
         await _report_invalid_spec(body, str(error), now)
-        return Round(requeue_after=INVALID_SPEC_RETRY_SECONDS)
+        return INVALID_SPEC_RETRY_SECONDS
 
     facts = facts_from_status(body.get("status"))
     action, raw_action = requested_action(body)
@@ -132,7 +124,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             await kube.write_status(namespace, name, status, meta["resourceVersion"])
         except kube.ApiException as error:
             if kube.is_conflict(error):  # the object changed under us: decide again on fresh data
-                return Round(requeue_after=CONFLICT_RETRY_SECONDS)
+                return CONFLICT_RETRY_SECONDS
             raise
     for event in decision.events:
         logger.log(logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason, event.message)
@@ -149,7 +141,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             message = f"unknown action {raw_action!r}; use retry, rollback or promote"
             await kube.post_event(body, Reason.ACTION_IGNORED, message, warning=True, now=to_timestamp(now))
         await kube.clear_action(namespace, name)
-    return Round(requeue_after=decision.requeue_after, decision=decision)
+    return decision.requeue_after
 
 
 def _as_stored(value: Any) -> Any:

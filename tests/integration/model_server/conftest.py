@@ -9,16 +9,15 @@ import joblib
 import numpy as np
 import pytest
 from model_server_harness import ModelServer, start_server
-from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from harness.models import iris as iris_dataset
 from harness.processes import ProcessGroup
 
 
 @pytest.fixture(scope="session")
 def iris_data() -> tuple[np.ndarray, np.ndarray]:
-    features, labels = load_iris(return_X_y=True)
-    return features, labels
+    return iris_dataset()
 
 
 @pytest.fixture(scope="session")

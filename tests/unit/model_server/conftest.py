@@ -5,14 +5,14 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from harness.models import iris as iris_dataset
 
 
 @pytest.fixture(scope="session")
 def iris() -> tuple[np.ndarray, np.ndarray]:
-    features, labels = load_iris(return_X_y=True)
-    return features, labels
+    return iris_dataset()
 
 
 @pytest.fixture(scope="session")

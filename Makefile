@@ -12,7 +12,7 @@ export PATH := $(VENV)/bin:$(BIN):$(PATH)
 export GOTOOLCHAIN := local
 
 CLUSTER_TOOLS := $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler \
-	$(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl $(BIN)/helm
+	$(BIN)/etcd $(BIN)/kwok $(BIN)/kwokctl $(BIN)/helm $(BIN)/kstatus
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -33,7 +33,7 @@ $(VENV)/.installed: requirements.txt constraints.txt operator/pyproject.toml mod
 venv: $(VENV)/.installed ## Create .venv with pinned versions of everything (incl. kubectl)
 
 .PHONY: cluster-tools
-cluster-tools: ## Build (or reuse from ~/.cache/vigil) the control-plane binaries into bin/
+cluster-tools: ## Build (or reuse from ~/.cache/vigil) the control-plane binaries and kstatus into bin/
 	@hack/cluster-tools.sh
 
 .PHONY: prometheus

@@ -1,4 +1,7 @@
-"""Simulated analyses: Vigil's rollback rule against the naive per-window rule.
+"""Simulated analyses: Vigil's rollback rules against the naive per-window rule.
+
+Two tables: the analysis before promotion (below), and weeks of watching a promoted version
+(`steady_state.py`: false rollbacks within 1, 7 and 30 days, and the delay to catch a drop).
 
 Each simulated rollout runs `CHECKS` checks; before each, `K` labelled predictions arrive, each
 right with probability `true accuracy`. Both rules see the same predictions:
@@ -10,8 +13,9 @@ right with probability `true accuracy`. Both rules see the same predictions:
 - naive (Flagger, Argo Rollouts): each check judges its own K predictions alone and fails when
   their accuracy is below the threshold; rollback at `FAILURE_LIMIT` consecutive fails.
 
-Run: `.venv/bin/python bench/decisions.py [--runs N] [--seed S]` (or `make bench-decisions`).
-Prints a Markdown table and the goals of issue 4; exits 1 when a goal is missed.
+Run: `.venv/bin/python bench/decisions.py [--runs N] [--steady-runs M] [--seed S]` (or
+`make bench-decisions`). Prints the tables and the goals of issues 4 and 9; exits 1 when a goal
+is missed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import steady_state
 
 from vigil_operator.analysis import Criteria, Measurement, Streaks, Verdict, judge, next_streaks
 
@@ -176,6 +181,35 @@ def goals(cells: Sequence[Cell]) -> list[Goal]:
     ]
 
 
+def steady_goals(
+    steady: Sequence[steady_state.SteadyCell], delays: Sequence[steady_state.DelayCell]
+) -> list[Goal]:
+    """Issue 9's goals, at 100 labelled predictions per 5 minutes."""
+    healthy = next(c for c in steady if (c.per_window, c.true_accuracy) == (100, 0.91))
+    by_drop = {c.after_drop: c for c in delays if c.per_window == 100}
+    month = steady_state.HORIZONS_DAYS.index(30)
+    goals = [
+        Goal(
+            "models at 0.91 reverted within 30 days <= 1%",
+            healthy.reverted_within["ours"][month] <= 0.01,
+            f"ours {_percent(healthy.reverted_within['ours'][month])}, "
+            f"today's {_percent(healthy.reverted_within['today'][month])}, "
+            f"naive {_percent(healthy.reverted_within['naive'][month])}",
+        )
+    ]
+    for after_drop, limit in ((0.85, 40.0), (0.80, 15.0)):
+        cell = by_drop[after_drop]
+        median = cell.median_minutes["ours"]
+        goals.append(
+            Goal(
+                f"a drop to {after_drop:.2f} reverted within {limit:g} min (median)",
+                median is not None and median <= limit and cell.missed["ours"] == 0,
+                f"ours {_checks(median)} min, p95 {_checks(cell.p95_minutes['ours'])} min",
+            )
+        )
+    return goals
+
+
 def render_table(cells: Sequence[Cell]) -> str:
     """A Markdown table, one row per cell."""
     header = (
@@ -209,6 +243,12 @@ def render_table(cells: Sequence[Cell]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="simulated rollouts per cell")
+    parser.add_argument(
+        "--steady-runs",
+        type=int,
+        default=steady_state.DEFAULT_RUNS,
+        help="simulated promoted models per cell of the steady-state table (0 skips it)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed")
     parser.add_argument(
         "--confidence",
@@ -219,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
+    if args.steady_runs < 0:
+        parser.error("--steady-runs must be >= 0")
 
     if not 0.0 < args.confidence < 1.0:
         parser.error("--confidence must be in (0, 1)")
@@ -239,7 +281,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Goals (K=100): "
         + "; ".join(f"{g.description}: {'PASS' if g.met else 'FAIL'} ({g.detail})" for g in results)
     )
+    if args.steady_runs:
+        results += steady(args.steady_runs, args.seed)
     return 0 if all(g.met for g in results) else 1
+
+
+def steady(runs: int, seed: int) -> list[Goal]:
+    """Print the steady-state tables; return issue 9's goals."""
+    print()
+    print(
+        f"After promotion: {runs} simulated models per cell, seed {seed}; a check every "
+        f"{steady_state.INTERVAL_SECONDS:g} s for {steady_state.DAYS} days, Poisson labels, threshold "
+        f"{steady_state.THRESHOLD:.2f}; share of models reverted within 1, 7 and 30 days"
+    )
+    print("ours: the CUSUM watch (drop 0.05, limit 10 at 100 labels per 5 m, raised with the label rate);")
+    print("today: the rule before issue 9, the Wilson gate on the last 5 m and 3 fails in a row;")
+    print("naive: the last 5 m below the threshold, 3 fails in a row (Flagger, Argo Rollouts)")
+    print()
+    steady_cells = [
+        steady_state.simulate_steady(accuracy, per_window, runs, seed)
+        for per_window in steady_state.LABELS_PER_WINDOW
+        for accuracy in steady_state.TRUE_ACCURACIES
+    ]
+    print(steady_state.render_steady(steady_cells))
+    print()
+    print(
+        f"Detection delay: {steady_state.WARM_UP_CHECKS} checks at {steady_state.HEALTHY_BEFORE_DROP}, "
+        "then the drop; minutes from the drop to the revert (models reverted before it left out)"
+    )
+    print()
+    delays = [
+        steady_state.simulate_delay(after_drop, per_window, max(runs, 2_000), seed)
+        for per_window in steady_state.LABELS_PER_WINDOW
+        for after_drop in steady_state.DROPS
+    ]
+    print(steady_state.render_delays(delays))
+    print()
+    results = steady_goals(steady_cells, delays)
+    print(
+        "Goals after promotion (100 labels per 5 m): "
+        + "; ".join(f"{g.description}: {'PASS' if g.met else 'FAIL'} ({g.detail})" for g in results)
+    )
+    return results
 
 
 def _median(values: list[int]) -> float | None:

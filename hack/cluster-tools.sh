@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the local control-plane binaries that the tests and the demo run:
-# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, kwokctl, helm.
+# kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, kwokctl, helm, and
+# kstatus (tools/kstatus: what kstatus, as Flux's `wait` uses it, computes for an object).
 #
 # Built binaries live in a versioned cache outside the clone
 # (${XDG_CACHE_HOME:-~/.cache}/vigil/cluster-tools/<versions>), so a fresh clone on the same
@@ -16,6 +17,7 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+CLI_UTILS_VERSION=v0.37.2 # kstatus; pinned in tools/kstatus/go.mod
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$root/bin"
@@ -24,9 +26,16 @@ export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
 go_version=$(go env GOVERSION 2>/dev/null) || { echo "error: Go is not installed; install Go 1.26 (GOTOOLCHAIN=local)" >&2; exit 1; }
 case "$go_version" in go1.26*) ;; *) echo "error: Go 1.26 is required, found $go_version" >&2; exit 1 ;; esac
 
-modules_hash=$(cat "$root"/tools/*/go.mod "$root"/tools/*/go.sum 2>/dev/null | sha256sum | cut -c1-12)
-cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/cluster-tools/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-$go_version-$modules_hash"
-mkdir -p "$bin_dir" "$cache_dir"
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/cluster-tools"
+# The control plane is keyed by its own wrapper modules only, so a change to the small kstatus
+# tool never throws away a 12-minute control-plane build.
+modules_hash=$(cat "$root"/tools/{etcd,k8s}/go.mod "$root"/tools/{etcd,k8s}/go.sum 2>/dev/null | sha256sum | cut -c1-12)
+cache_dir="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-$go_version-$modules_hash"
+kstatus_hash=$(cat "$root"/tools/kstatus/{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)
+kstatus_cache_dir="$cache_root/kstatus-cli-utils-$CLI_UTILS_VERSION-$go_version-$kstatus_hash"
+grep -q "sigs.k8s.io/cli-utils $CLI_UTILS_VERSION" "$root/tools/kstatus/go.mod" ||
+  { echo "error: tools/kstatus/go.mod does not require cli-utils $CLI_UTILS_VERSION" >&2; exit 1; }
+mkdir -p "$bin_dir" "$cache_dir" "$kstatus_cache_dir"
 
 log() { printf '\033[1m[cluster-tools]\033[0m %s\n' "$*"; }
 
@@ -40,7 +49,7 @@ override_for() {
 # Runs one build step with a heartbeat, so a long cold build never looks hung.
 build_step() {
   local what=$1; shift
-  local started=$SECONDS logfile="$cache_dir/build-$what.log"
+  local started=$SECONDS logfile="${BUILD_LOG_DIR:-$cache_dir}/build-$what.log"
   log "building $what (cold builds take minutes; log: $logfile)"
   ( while sleep 30; do log "  ... still building $what ($((SECONDS - started))s)"; done ) &
   local heartbeat=$!
@@ -78,13 +87,27 @@ build_helm() {
   GOBIN="$cache_dir" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
+build_kstatus() { (cd "$root/tools/kstatus" && go build -ldflags "-s -w" -o "$kstatus_cache_dir/kstatus" .); }
 
 # `--check`: exit 0 only when every binary is already in place (bin/ links resolve).
 if [ "${1:-}" = "--check" ]; then
-  for name in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl helm; do
+  for name in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl helm kstatus; do
     [ -x "$bin_dir/$name" ] || exit 1
   done
   exit 0
+fi
+
+# kstatus is small (30 s cold) and shares nothing with the rest: build it alongside.
+kstatus_path=$(override_for kstatus)
+kstatus_build=
+if [ -n "$kstatus_path" ]; then
+  log "using kstatus from $kstatus_path"
+else
+  kstatus_path="$kstatus_cache_dir/kstatus"
+  if [ ! -x "$kstatus_path" ]; then
+    BUILD_LOG_DIR="$kstatus_cache_dir" build_step kstatus build_kstatus &
+    kstatus_build=$!
+  fi
 fi
 
 # name:builder, in the order they are needed
@@ -100,6 +123,8 @@ for entry in etcd:build_etcd kwok:build_kwok kwokctl:build_kwok helm:build_helm 
   fi
   ln -sfn "$source_path" "$bin_dir/$name"
 done
+if [ -n "$kstatus_build" ]; then wait "$kstatus_build" || exit 1; fi
+ln -sfn "$kstatus_path" "$bin_dir/kstatus"
 
-log "ready: $("$bin_dir/kube-apiserver" --version), etcd $("$bin_dir/etcd" --version | awk '/etcd Version/ {print $3}'), kwokctl $KWOK_VERSION, helm $HELM_VERSION"
+log "ready: $("$bin_dir/kube-apiserver" --version), etcd $("$bin_dir/etcd" --version | awk '/etcd Version/ {print $3}'), kwokctl $KWOK_VERSION, helm $HELM_VERSION, kstatus (cli-utils $CLI_UTILS_VERSION)"
 log "binaries: $bin_dir -> $cache_dir"

@@ -82,6 +82,7 @@ class CheckOutcome:
     lower: float | None
     upper: float | None
     reason: str  # one human sentence, shown in status, events and logs
+    breach: bool = False  # this check alone is enough to act on (the watch's evidence crossed its limit)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,36 @@ class Streaks:
     failures: int = 0
     passes: int = 0
     errors: int = 0
+
+
+@dataclass(frozen=True)
+class WatchParams:
+    """How a promoted version is watched: a Bernoulli CUSUM of `threshold` against `threshold - drop`.
+
+    `limit` is the evidence (in nats) that reverts the version when labels arrive at
+    `reference_rate` per second; at higher rates the limit grows by the log of the ratio, so the
+    chance of a false rollback stays bounded per unit of time, not per label (docs/analysis.md).
+    """
+
+    threshold: float
+    drop: float = 0.05
+    limit: float = 10.0
+    reference_rate: float = 100 / 300  # 100 labelled predictions per 5 minutes
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.drop < 1.0:
+            raise ValueError(f"drop must be in (0, 1), got {self.drop}")
+        if self.limit <= 0 or self.reference_rate <= 0:
+            raise ValueError("limit and reference_rate must be positive")
+
+
+@dataclass(frozen=True)
+class WatchState:
+    """What the watch of one promoted version remembers between checks (kept in status)."""
+
+    statistic: float = 0.0  # CUSUM: log-likelihood evidence that accuracy dropped to threshold - drop
+    samples: float = 0.0  # labelled predictions seen since the watch started
+    seconds: float = 0.0  # time watched, for the label rate
 
 
 def wilson_interval(correct: float, total: float, confidence: float) -> tuple[float, float]:
@@ -142,7 +173,67 @@ def next_streaks(previous: Streaks, verdict: Verdict) -> Streaks:
     raise ValueError(f"unknown verdict {verdict!r}")
 
 
-def _judge_accuracy(measurement: Measurement, criteria: Criteria) -> CheckOutcome:
+def watch_limit(params: WatchParams, state: WatchState) -> float:
+    """The evidence that reverts a promoted version, given the label rate seen so far.
+
+    More labels per hour mean more chances for noise to build evidence; raising the limit by the
+    log of the rate ratio keeps the false-rollback chance per unit of time where it was at the
+    reference rate (for a version at the threshold it is at most labels x exp(-limit)).
+    """
+    if state.seconds <= 0 or state.samples <= 0:
+        return params.limit
+    rate = state.samples / state.seconds
+    return params.limit + math.log(max(1.0, rate / params.reference_rate))
+
+
+def watch(
+    measurement: Measurement, params: WatchParams, state: WatchState, elapsed_seconds: float
+) -> tuple[CheckOutcome, WatchState]:
+    """One check of a promoted version: the labels since the last check update the CUSUM.
+
+    The statistic adds the log-likelihood ratio of "accuracy is threshold - drop" against
+    "accuracy is threshold" for every new labelled prediction and never goes below zero, so a
+    long healthy past does not hide a later drop. FAIL (a breach) when it reaches the limit.
+    Errors leave the state as it was: an outage neither helps nor hurts a version.
+    """
+    if measurement.error is not None:
+        return _error(f"metrics unavailable: {measurement.error}"), state
+    counts = _counts(measurement)
+    if isinstance(counts, CheckOutcome):
+        return counts, state
+    correct, samples = counts
+    on_right, on_wrong = log_likelihood_ratios(params)
+    statistic = max(0.0, state.statistic + correct * on_right + (samples - correct) * on_wrong)
+    after = WatchState(
+        statistic=statistic,
+        samples=state.samples + samples,
+        seconds=state.seconds + max(0.0, elapsed_seconds),
+    )
+    limit = watch_limit(params, after)
+    threshold = _fmt_threshold(params.threshold)
+    evidence = f"evidence of a drop below {threshold}: {statistic:.2f} of {limit:.2f}"
+    if samples == 0:
+        reason = f"no new labelled predictions since the last check; {evidence}"
+        return CheckOutcome(Verdict.INCONCLUSIVE, None, 0.0, None, None, reason), after
+    accuracy = correct / samples
+    seen = f"accuracy {accuracy:.3f} over {samples:.0f} new labelled predictions"
+    if statistic >= limit:
+        reason = f"{seen}; {evidence}: accuracy has dropped"
+        return CheckOutcome(Verdict.FAIL, accuracy, samples, None, None, reason, breach=True), after
+    return CheckOutcome(Verdict.PASS, accuracy, samples, None, None, f"{seen}; {evidence}"), after
+
+
+def log_likelihood_ratios(params: WatchParams) -> tuple[float, float]:
+    """Evidence added by one right and by one wrong labelled prediction (nats)."""
+    # Keep both hypotheses strictly inside (0, 1): a threshold of 1 or 0 must not divide by zero.
+    tiny = 1e-6
+    null = min(max(params.threshold, 2 * tiny), 1.0 - tiny)
+    dropped = min(max(params.threshold - params.drop, tiny), null - tiny)
+    return math.log(dropped / null), math.log((1.0 - dropped) / (1.0 - null))
+
+
+def _counts(measurement: Measurement) -> tuple[float, float] | CheckOutcome:
+    """(correct, samples) from a built-in measurement, or the ERROR outcome that says what is wrong."""
     samples, correct = measurement.samples, measurement.correct
     if samples is None or not math.isfinite(samples) or samples < 0:
         return _error(f"no usable count of labelled predictions (got {samples})")
@@ -158,6 +249,14 @@ def _judge_accuracy(measurement: Measurement, criteria: Criteria) -> CheckOutcom
         if not math.isclose(correct, samples):
             return _error(inconsistent)
         correct = samples  # floating-point noise from the query, not a real excess
+    return correct, samples
+
+
+def _judge_accuracy(measurement: Measurement, criteria: Criteria) -> CheckOutcome:
+    counts = _counts(measurement)
+    if isinstance(counts, CheckOutcome):
+        return counts
+    correct, samples = counts
     if samples == 0:
         return CheckOutcome(
             Verdict.INCONCLUSIVE, None, 0.0, None, None, "no labelled predictions yet, so no verdict"

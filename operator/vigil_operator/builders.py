@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from vigil_operator import constants as c
-from vigil_operator.decisions import ObservedDeployment
+from vigil_operator.decisions import ObservedDeployment, release_id
 from vigil_operator.releases import ModelDeploymentSpec, Release
 
 
@@ -55,8 +55,31 @@ def spec_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def deployment_for(owner: Owner, spec: ModelDeploymentSpec, release: Release) -> dict[str, Any]:
-    """The Deployment that runs `release` (not necessarily spec's: a rollback runs the stable one)."""
+# For a Prometheus that discovers pods by annotation (the common `kubernetes-pods` job).
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(c.SERVER_PORT),
+    "prometheus.io/path": "/metrics",
+}
+
+
+def deployment_for(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    release: Release,
+    *,
+    retries: int = 0,
+    scrape_annotations: bool = False,
+) -> dict[str, Any]:
+    """The Deployment that runs `release` (not necessarily spec's: a rollback runs the stable one).
+
+    Its pod template carries the release id (`vigil.dev/release`), which is how the operator
+    recognises its rollout whatever admission webhooks change; `retries` is part of that id.
+    `replicas` is left out when the spec leaves it unset, so the operator never owns it.
+    `scrape_annotations` adds the `prometheus.io/*` annotations (the operator's
+    `VIGIL_SCRAPE_ANNOTATIONS`); off by default, since a second scrape path beside the chart's
+    PodMonitor stores every count twice.
+    """
     env = [
         {"name": "MODEL_URI", "value": release.uri},
         {"name": "MODEL_NAME", "value": owner.name},
@@ -99,9 +122,8 @@ def deployment_for(owner: Owner, spec: ModelDeploymentSpec, release: Release) ->
             "labels": {**spec.pod_labels, **common_labels(owner), c.LABEL_VERSION: release.version},
             "annotations": {
                 **spec.pod_annotations,
-                "prometheus.io/scrape": "true",
-                "prometheus.io/port": str(c.SERVER_PORT),
-                "prometheus.io/path": "/metrics",
+                **(SCRAPE_ANNOTATIONS if scrape_annotations else {}),
+                c.ANNOTATION_RELEASE: release_id(release, retries),
             },
         },
         "spec": {
@@ -112,8 +134,8 @@ def deployment_for(owner: Owner, spec: ModelDeploymentSpec, release: Release) ->
             "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
-    deployment_spec = {
-        "replicas": spec.replicas,
+    deployment_spec: dict[str, Any] = {} if spec.replicas is None else {"replicas": spec.replicas}
+    deployment_spec |= {
         "selector": {"matchLabels": selector_labels(owner)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "progressDeadlineSeconds": spec.progress_deadline_seconds,
@@ -126,8 +148,11 @@ def deployment_for(owner: Owner, spec: ModelDeploymentSpec, release: Release) ->
         "metadata": {
             "name": owner.name,
             "namespace": owner.namespace,
-            "labels": {**common_labels(owner), c.LABEL_VERSION: release.version},
-            "annotations": {c.ANNOTATION_SPEC_HASH: spec_hash(deployment_spec)},
+            "labels": {
+                **common_labels(owner),
+                c.LABEL_VERSION: release.version,
+                c.LABEL_SPEC_HASH: spec_hash(deployment_spec),
+            },
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": deployment_spec,
@@ -154,23 +179,6 @@ def service_for(owner: Owner) -> dict[str, Any]:
     }
 
 
-def release_of(deployment: dict[str, Any]) -> Release | None:
-    """The release a Deployment's pod template runs (the inverse of `deployment_for`)."""
-    try:
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-    except (KeyError, IndexError, TypeError):
-        return None
-    env = {item.get("name"): item.get("value") for item in container.get("env") or []}
-    if not env.get("MODEL_VERSION") or not env.get("MODEL_URI"):
-        return None
-    return Release(
-        version=env["MODEL_VERSION"],
-        uri=env["MODEL_URI"],
-        image=container.get("image", ""),
-        sha256=env.get("MODEL_SHA256") or None,
-    )
-
-
 def observe(deployment: dict[str, Any], rollout_started_at: datetime | None = None) -> ObservedDeployment:
     """What a Deployment says about its rollout, the way `kubectl rollout status` reads it.
 
@@ -194,8 +202,11 @@ def observe(deployment: dict[str, Any], rollout_started_at: datetime | None = No
         and _stamped_after(condition, rollout_started_at)
         for condition in status.get("conditions") or []
     )
+    template_meta = (spec.get("template") or {}).get("metadata") or {}
     return ObservedDeployment(
-        release=release_of(deployment), available=available, deadline_exceeded=deadline_exceeded
+        release_id=(template_meta.get("annotations") or {}).get(c.ANNOTATION_RELEASE),
+        available=available,
+        deadline_exceeded=deadline_exceeded,
     )
 
 
@@ -206,3 +217,65 @@ def _stamped_after(condition: dict[str, Any], moment: datetime | None) -> bool:
     times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stamps if t]
     # Condition times have whole seconds; the rollout start has milliseconds.
     return bool(times) and max(times) >= moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
+# A field's path: keys, and `[name]` for the item so named of a list (containers, env, ports).
+FieldPath = tuple[str, ...]
+
+
+def drift(before: dict[str, Any] | None, after: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What applying `wanted` put back in the fields the operator owns, as `path: was -> now`.
+
+    Empty when the operator's own intent changed since its last apply (another spec hash): that
+    is a rollout, not drift. Only fields of `wanted` count, so what others own (an HPA's
+    replicas, a webhook's env var, `kubectl rollout restart`'s annotation) is never reported.
+    """
+    if before is None or _spec_hash_of(before) != _spec_hash_of(wanted):
+        return []
+    changes = []
+    for path in _owned_paths(wanted):
+        was, now = _lookup(before, path), _lookup(after, path)
+        if was != now:
+            changes.append(f"{_render(path)}: {_shown(was)} -> {_shown(now)}")
+    return changes
+
+
+def _spec_hash_of(deployment: dict[str, Any]) -> str | None:
+    return (deployment.get("metadata", {}).get("labels") or {}).get(c.LABEL_SPEC_HASH)
+
+
+def _owned_paths(wanted: dict[str, Any]) -> list[FieldPath]:
+    meta = wanted.get("metadata", {})
+    return [
+        *_leaves(meta.get("labels") or {}, ("metadata", "labels")),
+        *_leaves(meta.get("annotations") or {}, ("metadata", "annotations")),
+        *_leaves(wanted.get("spec") or {}, ("spec",)),
+    ]
+
+
+def _leaves(value: Any, path: FieldPath) -> list[FieldPath]:
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _leaves(item, (*path, key))]
+    if isinstance(value, list) and value and all(isinstance(i, dict) and "name" in i for i in value):
+        return [leaf for item in value for leaf in _leaves(item, (*path, f"[{item['name']}]"))]
+    return [path]
+
+
+def _lookup(obj: Any, path: FieldPath) -> Any:
+    for step in path:
+        if step.startswith("[") and isinstance(obj, list):
+            name = step[1:-1]
+            obj = next((item for item in obj if isinstance(item, dict) and item.get("name") == name), None)
+        elif isinstance(obj, dict):
+            obj = obj.get(step)
+        else:
+            return None
+    return obj
+
+
+def _render(path: FieldPath) -> str:
+    return ".".join(path).replace(".[", "[")
+
+
+def _shown(value: Any) -> str:
+    return "(unset)" if value is None else json.dumps(value, sort_keys=True)

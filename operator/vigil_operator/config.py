@@ -17,6 +17,10 @@ class Config:
     metrics_port: int = 8000  # 0 turns the operator's own /metrics off
     liveness_port: int = 8081
     peering: str | None = None  # None: standalone (one replica); a name: Kopf peering for HA
+    # `prometheus.io/*` annotations on model server pods, for a Prometheus that discovers pods
+    # by annotation. Off: the chart's PodMonitor (or the sample scrape job) is the one path; two
+    # paths store every count twice (the built-in query counts each pod once even then).
+    scrape_annotations: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -29,4 +33,10 @@ class Config:
             metrics_port=int(env.get("VIGIL_METRICS_PORT", "8000")),
             liveness_port=int(env.get("VIGIL_LIVENESS_PORT", "8081")),
             peering=env.get("VIGIL_PEERING") or None,
+            scrape_annotations=env_flag(env.get("VIGIL_SCRAPE_ANNOTATIONS", "")),
         )
+
+
+def env_flag(text: str) -> bool:
+    """A boolean environment variable: true, yes, on or 1 (any case) turn it on."""
+    return text.strip().lower() in {"1", "true", "yes", "on"}

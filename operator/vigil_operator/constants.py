@@ -15,8 +15,13 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MODEL = "vigil.dev/model"
 LABEL_VERSION = "vigil.dev/version"
 
-# The hash of the Deployment spec the operator last applied; a differing hash means "patch".
-ANNOTATION_SPEC_HASH = "vigil.dev/spec-hash"
+# On the owned Deployment: the hash of the spec the operator last applied. An apply that changes
+# the Deployment while this hash stays the same reverted someone else's edit (drift), not a
+# rollout. A label, because `kubectl rollout undo` restores an old ReplicaSet's annotations.
+LABEL_SPEC_HASH = "vigil.dev/spec-hash"
+# On the pod template: which release (and retry) it runs. Rollouts are tracked by this id, which
+# admission webhooks leave alone, not by the image or env they may mutate.
+ANNOTATION_RELEASE = "vigil.dev/release"
 # `kubectl annotate mdep NAME vigil.dev/action=retry|rollback|promote`: a manual action that
 # lives in metadata (not in git), so a GitOps re-apply neither undoes nor repeats it.
 ANNOTATION_ACTION = "vigil.dev/action"

@@ -13,10 +13,21 @@ so they can never disagree with them.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from vigil_operator.analysis import CheckOutcome, Streaks, Verdict, next_streaks
+from vigil_operator.analysis import (
+    CheckOutcome,
+    Measurement,
+    Streaks,
+    Verdict,
+    WatchState,
+    judge,
+    next_streaks,
+    watch,
+)
 from vigil_operator.constants import HISTORY_LIMIT
 from vigil_operator.releases import AnalysisSpec, Release
 
@@ -53,13 +64,15 @@ class Reason(enum.StrEnum):
     RESTORED_RELEASE_FAILED = "RestoredReleaseFailed"
     RETRY_REQUESTED = "RetryRequested"
     ACTION_IGNORED = "ActionIgnored"
+    APPLY_FAILED = "ApplyFailed"  # the API server refused the Deployment (shell-reported)
+    DRIFT_CORRECTED = "DriftCorrected"  # an edit of the owned Deployment was reverted (shell-reported)
 
 
 @dataclass(frozen=True)
 class ObservedDeployment:
     """What the Deployment reports about the release it runs."""
 
-    release: Release | None  # parsed from its pod template; None when it is not ours to read
+    release_id: str | None  # its pod template's `vigil.dev/release` annotation; None if missing
     available: bool  # up to date, every replica updated and available
     deadline_exceeded: bool  # its Progressing condition says ProgressDeadlineExceeded
 
@@ -98,8 +111,11 @@ class Facts:
     rollback_reason: str | None = None  # set while the stable release serves after a rollback
     degraded_reason: str | None = None  # set when only a person can move things on
     streaks: Streaks = field(default_factory=Streaks)
+    watch: WatchState = field(default_factory=WatchState)  # the CUSUM of the promoted release
     last_check: CheckRecord | None = None
     history: tuple[HistoryEntry, ...] = ()
+    retries: int = 0  # retries requested so far; part of the release id, so a retry recreates pods
+    apply_error: str | None = None  # the API server's message while it refuses the Deployment
 
 
 @dataclass(frozen=True)
@@ -116,9 +132,10 @@ class Inputs:
     facts: Facts
     observed: ObservedDeployment | None
     now: datetime
-    check: CheckOutcome | None = None  # present when `check_due` said so and the shell ran it
-    query: str = ""  # the rendered query of `check`
+    measurement: Measurement | None = None  # present when `check_due` said so and the shell measured
+    query: str = ""  # the rendered query of `measurement`
     action: Action | None = None
+    progress_deadline_seconds: float = 600.0  # from rolloutStartedAt, whatever the Deployment says
 
 
 @dataclass(frozen=True)
@@ -128,13 +145,36 @@ class Decision:
     events: tuple[Event, ...] = ()
     requeue_after: float = 1.0  # seconds until the next look, unless something changes first
 
+    @property
+    def target_id(self) -> str:
+        """The release id the Deployment's pod template must carry."""
+        return release_id(self.target, self.facts.retries)
+
+
+def release_id(release: Release, retries: int = 0) -> str:
+    """What the `vigil.dev/release` pod template annotation says: a digest of the release, and the retries.
+
+    Rollouts are tracked by this id rather than by the template's fields, which admission
+    webhooks may mutate (an image digest, an injected env var); a retry changes it, so the
+    Deployment recreates the pods even when the release is the same.
+    """
+    digest = hashlib.sha256(json.dumps(release.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    return f"{digest}-{retries}"
+
 
 @dataclass(frozen=True)
 class QueryPlan:
-    """Which evidence a due check weighs: all since serving (before promotion) or a window."""
+    """Which evidence a due check weighs.
+
+    Before promotion (`cumulative`), every labelled prediction since the version started
+    serving. After promotion, the built-in metric counts the labelled predictions since the
+    previous check (disjoint ranges, each prediction counted once, fed to the watch rule),
+    while a custom query keeps reading its `window`.
+    """
 
     cumulative: bool
-    range_seconds: float
+    range_seconds: float  # built-in metric: count labelled predictions over exactly this range
+    window_seconds: float  # a custom query's {{window}}
 
 
 ROLLOUT_POLL_SECONDS = 2.0
@@ -172,8 +212,10 @@ def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan 
     if now < last + timedelta(seconds=analysis.interval):
         return None
     if phase_of(facts) is Phase.ANALYZING:
-        return QueryPlan(cumulative=True, range_seconds=(now - facts.serving_since).total_seconds())
-    return QueryPlan(cumulative=False, range_seconds=analysis.window)
+        since_serving = (now - facts.serving_since).total_seconds()
+        return QueryPlan(cumulative=True, range_seconds=since_serving, window_seconds=since_serving)
+    since_last = (now - last).total_seconds()
+    return QueryPlan(cumulative=False, range_seconds=since_last, window_seconds=analysis.window)
 
 
 def decide(inputs: Inputs) -> Decision:
@@ -188,8 +230,9 @@ def decide(inputs: Inputs) -> Decision:
     events += more
     if facts.current != target:  # the rollout failed and was reverted
         return Decision(facts.current, facts, events, ROLLOUT_POLL_SECONDS)
-    if inputs.check is not None and check_due(facts, inputs.analysis, inputs.now) is not None:
-        facts, more = _apply_check(inputs, facts, inputs.check)
+    plan = check_due(facts, inputs.analysis, inputs.now)
+    if inputs.measurement is not None and plan is not None:
+        facts, more = _apply_check(inputs, facts, inputs.measurement, plan)
         events += more
     return Decision(facts.current or target, facts, events, _requeue_after(facts, inputs))
 
@@ -209,10 +252,14 @@ def _apply_action(inputs: Inputs) -> tuple[Facts, tuple[Event, ...]]:
             degraded_reason=None,
             rollback_reason=None,
             streaks=Streaks(),
+            watch=WatchState(),
             last_check=None,
+            retries=facts.retries + 1,
         )
-        if facts.current == inputs.desired:  # degraded on the desired release itself: analyse afresh
-            cleared = replace(cleared, serving_since=None)
+        if facts.current == inputs.desired:
+            # Degraded on the desired release itself: restart its rollout. The new release id
+            # recreates the pods, and the progress deadline runs afresh.
+            cleared = replace(cleared, serving_since=None, rollout_started_at=inputs.now)
         return cleared, (Event(Reason.RETRY_REQUESTED, note),)
     if action is Action.ROLLBACK:
         under_test = phase in (Phase.ANALYZING, Phase.PROGRESSING) and facts.current != facts.stable
@@ -256,6 +303,7 @@ def _start_rollout(inputs: Inputs, facts: Facts, target: Release) -> tuple[Facts
         degraded_reason=None,
         failed_version=None if target.version != facts.failed_version else facts.failed_version,
         streaks=Streaks(),
+        watch=WatchState(),
         last_check=None,
         history=history,
     )
@@ -264,20 +312,36 @@ def _start_rollout(inputs: Inputs, facts: Facts, target: Release) -> tuple[Facts
 
 
 def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, ...]]:
-    """Progress of the Deployment towards `facts.current`."""
+    """Progress of the Deployment towards `facts.current`, recognised by its release id.
+
+    The progress deadline runs from `rollout_started_at` whatever the Deployment shows, so a
+    rollout the API server refused, or one never observed, still meets it. A release degraded
+    by its deadline starts serving if its pods become available later.
+    """
     observed, current = inputs.observed, facts.current
-    if facts.serving_since is not None or current is None or facts.degraded_reason is not None:
+    if facts.serving_since is not None or current is None:
         return facts, ()
-    if observed is None or observed.release != current:
-        return facts, ()  # the shell is applying the release; look again soon
-    if observed.available:
+    expected = release_id(current, facts.retries)
+    ours = observed if observed is not None and observed.release_id == expected else None
+    available = ours is not None and ours.available
+    if facts.degraded_reason is not None:
+        if facts.degraded_reason != Reason.PROGRESS_DEADLINE_EXCEEDED or not available:
+            return facts, ()
+        serving = replace(facts, degraded_reason=None, serving_since=inputs.now)
+        message = f"{current.version} became available after its progress deadline; {_next_step(serving)}"
+        return serving, (Event(Reason.ROLLOUT_COMPLETE, message),)
+    if available:
         serving = replace(facts, serving_since=inputs.now)
         return serving, (
             Event(Reason.ROLLOUT_COMPLETE, f"{current.version} is available; {_next_step(serving)}"),
         )
-    if not observed.deadline_exceeded:
-        return facts, ()
+    started = facts.rollout_started_at
+    late = started is not None and inputs.now >= started + timedelta(seconds=inputs.progress_deadline_seconds)
+    if not late and not (ours is not None and ours.deadline_exceeded):
+        return facts, ()  # still rolling out (or the shell is still applying it): look again soon
     message = f"{current.version} did not become available within its progress deadline"
+    if facts.apply_error is not None:
+        message += f" (the API server refused its Deployment: {facts.apply_error})"
     if facts.stable is not None and current != facts.stable:
         return _roll_back(facts, inputs.now, Reason.PROGRESS_DEADLINE_EXCEEDED, message)
     return replace(facts, degraded_reason=Reason.PROGRESS_DEADLINE_EXCEEDED), (
@@ -285,12 +349,41 @@ def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, .
     )
 
 
+def record_apply(facts: Facts, error: str | None) -> tuple[Facts, tuple[Event, ...]]:
+    """Whether the API server accepted the Deployment (`error` is its message if not).
+
+    A new refusal is a Warning event; the Degraded condition shows it until an apply succeeds.
+    """
+    if error == facts.apply_error:
+        return facts, ()
+    recorded = replace(facts, apply_error=error)
+    if error is None:
+        return recorded, ()
+    message = f"the API server refused the Deployment: {error}"
+    return recorded, (Event(Reason.APPLY_FAILED, message, warning=True),)
+
+
 def _next_step(facts: Facts) -> str:
     return "watching it" if phase_of(facts) is not Phase.ANALYZING else "analysis starts"
 
 
-def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Facts, tuple[Event, ...]]:
+def judge_check(
+    measurement: Measurement, analysis: AnalysisSpec, facts: Facts, plan: QueryPlan
+) -> tuple[CheckOutcome, WatchState]:
+    """The rule for this check: the Wilson gate before promotion, the CUSUM watch after it.
+
+    A custom query has no counts to accumulate, so it is judged on its own value in both phases.
+    """
+    if plan.cumulative or not analysis.builtin:
+        return judge(measurement, analysis.criteria), facts.watch
+    return watch(measurement, analysis.watch_params, facts.watch, plan.range_seconds)
+
+
+def _apply_check(
+    inputs: Inputs, facts: Facts, measurement: Measurement, plan: QueryPlan
+) -> tuple[Facts, tuple[Event, ...]]:
     analysis = inputs.analysis
+    check, watch_state = judge_check(measurement, analysis, facts, plan)
     was_unavailable = metrics_unavailable(facts, analysis)
     streaks = next_streaks(facts.streaks, check.verdict)
     record = CheckRecord(
@@ -303,7 +396,7 @@ def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Fac
         query=inputs.query,
         reason=check.reason,
     )
-    facts = replace(facts, streaks=streaks, last_check=record)
+    facts = replace(facts, streaks=streaks, watch=watch_state, last_check=record)
     detail = f"{check.reason}; query: {inputs.query}"
     events: tuple[Event, ...] = ()
     if check.verdict is Verdict.ERROR:
@@ -314,9 +407,10 @@ def _apply_check(inputs: Inputs, facts: Facts, check: CheckOutcome) -> tuple[Fac
     if was_unavailable:
         events += (Event(Reason.METRICS_RECOVERED, f"metrics are back: {detail}"),)
     if check.verdict is Verdict.FAIL:
-        message = f"check failed ({streaks.failures}/{analysis.failure_limit}): {detail}"
+        count = "evidence limit reached" if check.breach else f"{streaks.failures}/{analysis.failure_limit}"
+        message = f"check failed ({count}): {detail}"
         events += (Event(Reason.ANALYSIS_FAILED, message, warning=True),)
-        if streaks.failures >= analysis.failure_limit:
+        if check.breach or streaks.failures >= analysis.failure_limit:
             facts, more = _breach(facts, inputs.now, detail)
             events += more
         return facts, events
@@ -375,6 +469,7 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
         rollout_started_at=now,
         serving_since=None,
         streaks=Streaks(),
+        watch=WatchState(),
         history=_remember(facts.history, failed, "failed", now, message),
     )
     event = Event(
@@ -390,6 +485,7 @@ def _promote(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Ev
         facts,
         stable=current,
         streaks=Streaks(),
+        watch=WatchState(),
         history=_remember(facts.history, current, "promoted", now, message),
     )
     return promoted, (Event(Reason.PROMOTED, f"{current.version} promoted to stable: {message}"),)

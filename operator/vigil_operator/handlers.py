@@ -58,7 +58,8 @@ class Supervisors:
                         "reconcile of %s/%s failed; retrying in %ss", namespace, name, ERROR_RETRY_SECONDS
                     )
                     delay = ERROR_RETRY_SECONDS
-                if delay is None:
+                if delay is None:  # the object is gone or going
+                    metrics.forget_object(namespace, name)
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout=delay)
@@ -102,9 +103,15 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 async def model_deployment_changed(
     event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Any change to a ModelDeployment (and the initial listing) wakes its supervisor."""
-    if event.get("type") != "DELETED":
-        memo.supervisors.wake(namespace, name)
+    """Any change to a ModelDeployment (and the initial listing) wakes its supervisor.
+
+    A deleted one's supervisor wakes to find it gone, ends and forgets its metrics (again: a
+    round in flight may have set some); no series of an object that no longer exists keeps its
+    last value, nor an alert on it firing.
+    """
+    if event.get("type") == "DELETED":
+        metrics.forget_object(namespace, name)
+    memo.supervisors.wake(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})

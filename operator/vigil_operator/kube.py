@@ -8,6 +8,7 @@ ModelDeployment itself only ever gets its status written, and its action annotat
 from __future__ import annotations
 
 import base64
+import json
 import os
 from typing import Any
 
@@ -72,10 +73,15 @@ async def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
-async def apply_deployment(deployment: dict[str, Any]) -> None:
+async def apply_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply of the fields the operator owns; returns the Deployment as stored.
+
+    Fields left out (`replicas` when the spec leaves it unset) are not owned, so an HPA or
+    `kubectl scale` keeps them. An apply that changes nothing writes nothing.
+    """
     api = await connect()
     meta = deployment["metadata"]
-    await client.AppsV1Api(api).patch_namespaced_deployment(
+    applied = await client.AppsV1Api(api).patch_namespaced_deployment(
         meta["name"],
         meta["namespace"],
         deployment,
@@ -83,6 +89,7 @@ async def apply_deployment(deployment: dict[str, Any]) -> None:
         force=True,
         _content_type=APPLY,
     )
+    return _plain(api, applied)
 
 
 async def apply_service(service: dict[str, Any]) -> None:
@@ -93,13 +100,17 @@ async def apply_service(service: dict[str, Any]) -> None:
     )
 
 
-async def write_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
-    """Replace the status, only if the object is still the one the decision was made on (else 409)."""
+async def write_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> str:
+    """Replace the status, only if the object is still the one the decision was made on (else 409).
+
+    Returns the object's new resourceVersion, for a second write in the same round.
+    """
     api = await connect()
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+    written = await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
     )
+    return str(written["metadata"]["resourceVersion"])
 
 
 async def clear_action(namespace: str, name: str) -> None:
@@ -120,6 +131,22 @@ async def read_secret(namespace: str, name: str) -> dict[str, str]:
 
 def is_conflict(error: BaseException) -> bool:
     return isinstance(error, ApiException) and error.status == 409
+
+
+# Invalid (422), malformed (400) or forbidden (403: RBAC, or a validating webhook's deny): the
+# object as asked for will not be accepted until someone changes the spec or the cluster.
+REFUSED = (400, 403, 422)
+
+
+def refusal(error: ApiException) -> str | None:
+    """The API server's message when it refused an object for good; None for a transient error."""
+    if error.status not in REFUSED:
+        return None
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or error.reason or f"HTTP {error.status}")
 
 
 async def post_event(owner: dict[str, Any], reason: str, message: str, *, warning: bool, now: str) -> None:

@@ -63,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Kopf peering priority; the highest live replica works, the others wait. "
         "Default with --peering: random, so two replicas never tie (a tie pauses both)",
     )
+    parser.add_argument(
+        "--scrape-annotations",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.scrape_annotations,
+        help="put prometheus.io/* scrape annotations on model server pods, for a Prometheus that "
+        "discovers pods by annotation; keep one scrape path (env VIGIL_SCRAPE_ANNOTATIONS; default off)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_port=args.metrics_port,
         liveness_port=args.liveness_port,
         peering=args.peering,
+        scrape_annotations=args.scrape_annotations,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)

@@ -9,6 +9,7 @@ import asyncio
 import math
 import ssl
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from yarl import URL
 
 from vigil_operator.analysis import Measurement
 from vigil_operator.queries import SERIES_LABEL
+from vigil_operator.status import to_timestamp
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,19 @@ def _auth_headers(access: PrometheusAccess) -> dict[str, str]:
     return {}
 
 
-async def instant_query(access: PrometheusAccess, query: str) -> dict[str, Any]:
-    """`data` of /api/v1/query for `query`; raises PrometheusError with a readable reason."""
+async def instant_query(access: PrometheusAccess, query: str, at: datetime | None = None) -> dict[str, Any]:
+    """`data` of /api/v1/query for `query`, evaluated `at` (default: Prometheus' now).
+
+    `at` is sent to the millisecond, truncated like the check times kept in status, so a check's
+    range starts exactly where the previous check's ended. Raises PrometheusError with a readable
+    reason.
+    """
     endpoint = URL(access.url.rstrip("/") + "/api/v1/query")
+    form = {"query": query} if at is None else {"query": query, "time": to_timestamp(at)}
     try:
         async with _client().post(
             endpoint,
-            data={"query": query},
+            data=form,
             headers=_auth_headers(access),
             ssl=_ssl_for(access),
             timeout=aiohttp.ClientTimeout(total=access.timeout),
@@ -168,10 +176,16 @@ def single_value_measurement(data: dict[str, Any]) -> Measurement:
     raise PrometheusError(f"the query returned a {kind}; it must return one number (a scalar or one series)")
 
 
-async def measure(access: PrometheusAccess, query: str, *, builtin: bool) -> Measurement:
-    """One check's measurement; every failure becomes `Measurement(error=...)`, never an exception."""
+async def measure(
+    access: PrometheusAccess, query: str, *, builtin: bool, at: datetime | None = None
+) -> Measurement:
+    """One check's measurement, evaluated `at` the check's time.
+
+    Every failure becomes `Measurement(error=...)`, never an exception. The built-in query's
+    ranges end at the check's time, so evaluating there makes back-to-back checks meet exactly.
+    """
     try:
-        data = await instant_query(access, query)
+        data = await instant_query(access, query, at)
         return accuracy_measurement(data) if builtin else single_value_measurement(data)
     except PrometheusError as error:
         return Measurement(error=str(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vigil_operator.decisions import QueryPlan
@@ -11,9 +12,16 @@ FEEDBACK_TOTAL = "vigil_model_feedback_total"
 FEEDBACK_CORRECT = "vigil_model_feedback_correct_total"
 # The built-in query returns two series told apart by this label: correct and total counts.
 SERIES_LABEL = "vigil_series"
-# `increase()` needs two scrapes in its range: a version that started serving a moment ago is
-# read over this much at least (still only its own series: they carry its version label).
-MIN_RANGE_SECONDS = 30.0
+# What tells one model server process from another, whichever job scraped it: pod discovery
+# (a PodMonitor, the common `kubernetes-pods` job, the sample scrape config) sets `namespace`,
+# `pod` and `instance` (the pod's IP and port) alike; `job`, `endpoint` and `container` differ.
+# Without `pod`, `instance` still tells pods apart.
+POD_IDENTITY = "namespace, pod, instance"
+# A custom query's `{{window}}` usually feeds range functions (`increase`, `rate`,
+# `avg_over_time`), which need several scrapes in their range: four at the documented 15 s.
+# The built-in query reads two instants, not a range, so it needs no floor, and must have none:
+# back-to-back ranges would overlap and count labelled predictions twice.
+MIN_WINDOW_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -29,22 +37,34 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
-    """Correct and total labelled predictions of one version over the plan's range.
+def format_offset(seconds: float) -> str:
+    """A PromQL offset of `seconds` to the millisecond (Prometheus' resolution), rounded down.
 
-    Before promotion the range reaches back to when the version started serving, so every
-    labelled prediction counts; after promotion it is the recent `window`.
+    Check times are kept to the millisecond, so the range since the previous check is a whole
+    number of milliseconds plus this check's sub-millisecond part, which rounding down drops.
+    """
+    millis = max(1, math.floor(seconds * 1000 + 1e-6))
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
+    """Correct and total labelled predictions of one version over exactly the plan's range.
+
+    Per model server process (`POD_IDENTITY`; `max` keeps one copy of a pod scraped by several
+    jobs): the counter now minus the counter `range_seconds` ago, or the counter now when there
+    is nothing to subtract (the pod started within the range) or the difference is negative
+    (the server restarted). No `increase()`: it extrapolates, so counts would not be whole and
+    back-to-back ranges would not add up to the total.
     """
     selector = (
         f"namespace={_quote(target.namespace)}, model={_quote(target.name)}, version={_quote(target.version)}"
     )
-    window = format_duration(max(plan.range_seconds, MIN_RANGE_SECONDS))
+    offset = format_offset(plan.range_seconds)
 
     def counted(metric: str, series: str) -> str:
-        return (
-            f"label_replace(sum(increase({metric}{{{selector}}}[{window}])), "
-            f'"{SERIES_LABEL}", "{series}", "", "")'
-        )
+        now = f"max by ({POD_IDENTITY}) ({metric}{{{selector}}})"
+        before = f"max by ({POD_IDENTITY}) ({metric}{{{selector}}} offset {offset})"
+        return f'label_replace(sum(({now} - {before}) >= 0 or {now}), "{SERIES_LABEL}", "{series}", "", "")'
 
     return f"{counted(FEEDBACK_CORRECT, 'correct')} or {counted(FEEDBACK_TOTAL, 'total')}"
 
@@ -55,7 +75,7 @@ def custom_query(template: str, target: Target, plan: QueryPlan) -> str:
         "name": target.name,
         "namespace": target.namespace,
         "version": target.version,
-        "window": format_duration(plan.range_seconds),
+        "window": format_duration(max(plan.window_seconds, MIN_WINDOW_SECONDS)),
     }
     rendered = template
     for key, value in values.items():

@@ -3,6 +3,10 @@
 The order of writes makes a crash at any point safe: the status (the decision's memory)
 is written first, with the resourceVersion the decision was made on; the Deployment
 follows it. A restarted operator re-reads both and converges on the same outcome.
+
+The Deployment is applied every round (server-side apply of the fields the operator owns;
+a no-op apply writes nothing), so an edit of those fields is reverted within a round. When
+the API server refuses it, a second status write records the refusal for the conditions.
 """
 
 from __future__ import annotations
@@ -13,16 +17,29 @@ from typing import Any
 
 from vigil_operator import constants as c
 from vigil_operator import kube, metrics, prometheus
-from vigil_operator.analysis import CheckOutcome, Criteria, Measurement, Verdict, judge
-from vigil_operator.builders import Owner, deployment_for, observe, release_of, service_for
+from vigil_operator.analysis import Measurement, Verdict
+from vigil_operator.builders import Owner, deployment_for, drift, observe, service_for
 from vigil_operator.config import Config
-from vigil_operator.decisions import Action, Decision, Inputs, QueryPlan, Reason, check_due, decide
+from vigil_operator.decisions import (
+    Action,
+    CheckRecord,
+    Decision,
+    Event,
+    Facts,
+    Inputs,
+    QueryPlan,
+    Reason,
+    check_due,
+    decide,
+    record_apply,
+)
 from vigil_operator.queries import Target, builtin_accuracy_query, custom_query
 from vigil_operator.releases import AnalysisSpec, InvalidSpec, ModelDeploymentSpec, parse_spec
 from vigil_operator.status import facts_from_status, status_of, to_timestamp
 
 INVALID_SPEC_RETRY_SECONDS = 60.0
 CONFLICT_RETRY_SECONDS = 0.2
+DRIFT_CHANGES_SHOWN = 5  # an event message stays readable; the rest is counted
 
 
 async def prometheus_access(analysis: AnalysisSpec, namespace: str) -> prometheus.PrometheusAccess:
@@ -35,8 +52,14 @@ async def prometheus_access(analysis: AnalysisSpec, namespace: str) -> prometheu
     )
 
 
-async def run_check(spec: ModelDeploymentSpec, target: Target, plan: QueryPlan) -> tuple[CheckOutcome, str]:
-    """Render the query, measure through Prometheus, judge. Never raises for missing data."""
+async def run_check(
+    spec: ModelDeploymentSpec, target: Target, plan: QueryPlan, at: datetime | None = None
+) -> tuple[Measurement, str]:
+    """Render the query and measure through Prometheus `at` the check's time (the core judges).
+
+    Never raises for missing data. Pass the `now` the check is recorded with: the next check's
+    range starts there, and only then do back-to-back built-in counts meet exactly.
+    """
     analysis = spec.analysis
     query = (
         custom_query(analysis.query, target, plan) if analysis.query else builtin_accuracy_query(target, plan)
@@ -48,14 +71,8 @@ async def run_check(spec: ModelDeploymentSpec, target: Target, plan: QueryPlan) 
     except prometheus.PrometheusError as error:
         measurement = Measurement(error=str(error))
     else:
-        measurement = await prometheus.measure(access, query, builtin=analysis.builtin)
-    criteria = Criteria(
-        threshold=analysis.threshold,
-        min_samples=analysis.min_samples,
-        confidence=analysis.confidence,
-        builtin=analysis.builtin,
-    )
-    return judge(measurement, criteria), query
+        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at)
+    return measurement, query
 
 
 def requested_action(body: dict[str, Any]) -> tuple[Action | None, str | None]:
@@ -92,11 +109,11 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     deployment = await kube.read_deployment(namespace, name)
     observed = observe(deployment, facts.rollout_started_at) if deployment else None
 
-    check, query = None, ""
+    measurement, query = None, ""
     plan = check_due(facts, spec.analysis, now)
     if plan is not None and facts.current is not None:
         target = Target(name=name, namespace=namespace, version=facts.current.version)
-        check, query = await run_check(spec, target, plan)
+        measurement, query = await run_check(spec, target, plan, at=now)
 
     decision = decide(
         Inputs(
@@ -105,43 +122,110 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             facts=facts,
             observed=observed,
             now=now,
-            check=check,
+            measurement=measurement,
             query=query,
             action=action,
+            progress_deadline_seconds=spec.progress_deadline_seconds,
         )
     )
     previous = body.get("status") or {}
-    status = status_of(
-        decision.facts,
-        spec.analysis,
-        spec.release,
-        meta.get("generation", 0),
-        now,
-        previous.get("conditions"),
-    )
-    if _as_stored(status) != previous:  # skip no-op writes
-        try:
-            await kube.write_status(namespace, name, status, meta["resourceVersion"])
-        except kube.ApiException as error:
-            if kube.is_conflict(error):  # the object changed under us: decide again on fresh data
-                return CONFLICT_RETRY_SECONDS
-            raise
-    for event in decision.events:
-        logger.log(logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason, event.message)
-        await kube.post_event(body, event.reason, event.message, warning=event.warning, now=to_timestamp(now))
+    written = await _write_status(body, spec, decision.facts, now, previous, meta["resourceVersion"])
+    if written is None:  # the object changed under us: decide again on fresh data
+        return CONFLICT_RETRY_SECONDS
+    await _post_events(body, decision.events, now, logger)
+    check = decision.facts.last_check if measurement is not None else None
     _count(namespace, name, decision, check, facts.current.version if facts.current else "")
-
-    wanted = deployment_for(owner, spec, decision.target)
-    if deployment is None or _spec_hash(deployment) != _spec_hash(wanted) or release_of(deployment) is None:
-        await kube.apply_deployment(wanted)
-    if await kube.read_service(namespace, name) is None:
-        await kube.apply_service(service_for(owner))
-    if raw_action is not None:
+    if raw_action is not None:  # handled: the status written above recorded what it did
         if action is None:
             message = f"unknown action {raw_action!r}; use retry, rollback or promote"
             await kube.post_event(body, Reason.ACTION_IGNORED, message, warning=True, now=to_timestamp(now))
         await kube.clear_action(namespace, name)
+
+    wanted = deployment_for(
+        owner,
+        spec,
+        decision.target,
+        retries=decision.facts.retries,
+        scrape_annotations=config.scrape_annotations,
+    )
+    refused = await _apply_deployment(body, deployment, wanted, now, logger)
+    applied_facts, events = record_apply(decision.facts, refused)
+    if applied_facts != decision.facts:
+        stored, resource_version = written
+        if await _write_status(body, spec, applied_facts, now, stored, resource_version) is None:
+            return CONFLICT_RETRY_SECONDS
+        await _post_events(body, events, now, logger)
+    if await kube.read_service(namespace, name) is None:
+        await kube.apply_service(service_for(owner))
     return decision.requeue_after
+
+
+async def _write_status(
+    body: dict[str, Any],
+    spec: ModelDeploymentSpec,
+    facts: Facts,
+    now: datetime,
+    previous: dict[str, Any],
+    resource_version: str,
+) -> tuple[dict[str, Any], str] | None:
+    """Store the status of `facts` unless unchanged; the status as stored and the new
+    resourceVersion, or None when the object changed since `resource_version` (409)."""
+    meta = body["metadata"]
+    generation = meta.get("generation", 0)
+    status = status_of(facts, spec.analysis, spec.release, generation, now, previous.get("conditions"))
+    stored = _as_stored(status)
+    if stored == previous:  # skip no-op writes
+        return previous, resource_version
+    try:
+        return stored, await kube.write_status(meta["namespace"], meta["name"], status, resource_version)
+    except kube.ApiException as error:
+        if kube.is_conflict(error):
+            return None
+        raise
+
+
+async def _post_events(
+    body: dict[str, Any], events: tuple[Event, ...], now: datetime, logger: logging.Logger
+) -> None:
+    for event in events:
+        logger.log(logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason, event.message)
+        await kube.post_event(body, event.reason, event.message, warning=event.warning, now=to_timestamp(now))
+
+
+async def _apply_deployment(
+    body: dict[str, Any],
+    live: dict[str, Any] | None,
+    wanted: dict[str, Any],
+    now: datetime,
+    logger: logging.Logger,
+) -> str | None:
+    """Apply the owned fields every round, so an edit of them is reverted (with an event).
+
+    Returns the API server's message when it refuses the Deployment (a bad label key, a policy
+    webhook's deny); transient errors raise, and the supervisor retries.
+    """
+    try:
+        applied = await kube.apply_deployment(wanted)
+    except kube.ApiException as error:
+        refused = kube.refusal(error)
+        if refused is None:
+            raise
+        return refused
+    changes = drift(live, applied, wanted)
+    if changes:
+        event = Event(
+            Reason.DRIFT_CORRECTED, drift_message(wanted["metadata"]["name"], changes), warning=True
+        )
+        await _post_events(body, (event,), now, logger)
+    return None
+
+
+def drift_message(deployment: str, changes: list[str]) -> str:
+    """The DriftCorrected event's message: the first few reverted fields, the rest counted."""
+    message = f"reverted edits of Deployment {deployment}: " + "; ".join(changes[:DRIFT_CHANGES_SHOWN])
+    if len(changes) > DRIFT_CHANGES_SHOWN:
+        message += f"; and {len(changes) - DRIFT_CHANGES_SHOWN} more"
+    return message
 
 
 def _as_stored(value: Any) -> Any:
@@ -153,18 +237,19 @@ def _as_stored(value: Any) -> Any:
     return value
 
 
-def _spec_hash(deployment: dict[str, Any]) -> str | None:
-    return (deployment.get("metadata", {}).get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH)
-
-
 def _count(
-    namespace: str, name: str, decision: Decision, check: CheckOutcome | None, checked_version: str
+    namespace: str, name: str, decision: Decision, check: CheckRecord | None, checked_version: str
 ) -> None:
+    """The operator's metrics after a round; a version neither current nor stable is forgotten."""
     if check is not None:
         metrics.CHECKS.labels(namespace, name, check.verdict.value).inc()
         if check.verdict is not Verdict.ERROR and check.value is not None:
             # The version that was measured, not the one serving after the decision (a rollback).
             metrics.LAST_ACCURACY.labels(namespace, name, checked_version).set(check.value)
+    # A rolled-back or superseded version's value would otherwise stay forever (and so would an
+    # alert on it); the failing check's value stays in status.lastCheck and the events.
+    serving = {release.version for release in (decision.facts.current, decision.facts.stable) if release}
+    metrics.forget_versions(namespace, name, serving)
     for event in decision.events:
         if event.reason == Reason.ROLLED_BACK:
             metrics.ROLLBACKS.labels(namespace, name, decision.facts.rollback_reason or "").inc()
@@ -181,15 +266,18 @@ async def _report_invalid_spec(body: dict[str, Any], message: str, now: datetime
     status.update(
         observedGeneration=meta.get("generation", 0),
         message=message,
+        # Stalled too: kstatus (Flux's wait, kpt) reads only Reconciling and Stalled, and a spec
+        # the operator cannot act on needs a person.
         conditions=[
             {
-                "type": "Ready",
-                "status": "False",
+                "type": kind,
+                "status": value,
                 "reason": "InvalidSpec",
                 "message": message,
                 "observedGeneration": meta.get("generation", 0),
                 "lastTransitionTime": to_timestamp(now),
             }
+            for kind, value in (("Ready", "False"), ("Stalled", "True"))
         ],
     )
     await kube.write_status(meta["namespace"], meta["name"], status, meta["resourceVersion"])

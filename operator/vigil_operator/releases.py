@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from vigil_operator.analysis import Criteria, WatchParams
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -68,11 +70,27 @@ class AnalysisSpec:
     after_promotion: bool = True
     error_limit: int = 5
     confidence: float = 0.95
+    drop: float = 0.05
     query_timeout: float = 10.0
 
     @property
     def builtin(self) -> bool:
         return not self.query
+
+    @property
+    def criteria(self) -> Criteria:
+        """How one check is judged before promotion (and every check of a custom query)."""
+        return Criteria(
+            threshold=self.threshold,
+            min_samples=self.min_samples,
+            confidence=self.confidence,
+            builtin=self.builtin,
+        )
+
+    @property
+    def watch_params(self) -> WatchParams:
+        """How the built-in metric watches a promoted version."""
+        return WatchParams(threshold=self.threshold, drop=self.drop)
 
 
 @dataclass(frozen=True)
@@ -81,7 +99,7 @@ class ModelDeploymentSpec:
 
     release: Release
     analysis: AnalysisSpec
-    replicas: int = 1
+    replicas: int | None = None  # None: the operator never writes replicas (an HPA may own them)
     progress_deadline_seconds: int = 600
     resources: dict[str, Any] = field(default_factory=dict)
     pod_labels: dict[str, str] = field(default_factory=dict)
@@ -126,6 +144,7 @@ def parse_spec(
         after_promotion=bool(analysis.get("afterPromotion", True)),
         error_limit=setting("errorLimit", int, 5),
         confidence=setting("confidence", float, 0.95),
+        drop=setting("drop", float, 0.05),
         query_timeout=setting("queryTimeout", _duration, "10s"),
     )
     if not analysis_spec.prometheus_url:
@@ -135,7 +154,7 @@ def parse_spec(
     return ModelDeploymentSpec(
         release=release,
         analysis=analysis_spec,
-        replicas=_converted("spec.replicas", int, spec.get("replicas", 1)),
+        replicas=None if spec.get("replicas") is None else _converted("spec.replicas", int, spec["replicas"]),
         progress_deadline_seconds=_converted(
             "spec.progressDeadlineSeconds", int, spec.get("progressDeadlineSeconds", 600)
         ),

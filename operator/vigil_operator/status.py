@@ -6,11 +6,12 @@ Conditions follow kstatus (`Ready`, plus the abnormal-true `Progressing` and `De
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from vigil_operator.analysis import Streaks, Verdict
+from vigil_operator.analysis import Streaks, Verdict, WatchState
 from vigil_operator.decisions import CheckRecord, Facts, HistoryEntry, Phase, metrics_unavailable, phase_of
 from vigil_operator.releases import AnalysisSpec, Release
 
@@ -45,6 +46,7 @@ def facts_from_status(status: dict[str, Any] | None) -> Facts:
             passes=int(streaks.get("passes", 0)),
             errors=int(streaks.get("errors", 0)),
         ),
+        watch=_watch_from_dict(status.get("watch") or {}),
         last_check=_check_from_dict(check) if check and check.get("time") else None,
         history=tuple(
             HistoryEntry(
@@ -56,10 +58,26 @@ def facts_from_status(status: dict[str, Any] | None) -> Facts:
             for item in status.get("history") or []
             if (release := Release.from_dict(item)) is not None
         ),
+        retries=int(status.get("retries") or 0),
+        apply_error=status.get("applyError") or None,
     )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _watch_from_dict(data: dict[str, Any]) -> WatchState:
+    """The CUSUM state as stored; anything unreadable restarts the watch (fresh, not failed)."""
+    try:
+        state = WatchState(
+            statistic=float(data.get("statistic", 0.0)),
+            samples=float(data.get("samples", 0.0)),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+    except (TypeError, ValueError):
+        return WatchState()
+    values = (state.statistic, state.samples, state.seconds)
+    return state if all(math.isfinite(v) and v >= 0 for v in values) else WatchState()
 
 
 def _check_from_dict(data: dict[str, Any]) -> CheckRecord:
@@ -84,10 +102,19 @@ class Condition:
 
 
 def conditions_of(facts: Facts, analysis: AnalysisSpec, desired: Release) -> list[Condition]:
+    """Ready, Progressing, Degraded and RolledBack, then kstatus's own Reconciling and Stalled.
+
+    kstatus (Flux's `wait`, kpt, cli-utils) reads only Reconciling and Stalled for a custom
+    kind: Reconciling=True is InProgress, Stalled=True is Failed, neither is Current.
+    """
     phase = phase_of(facts)
     current = facts.current.version if facts.current else "nothing"
     no_data = metrics_unavailable(facts, analysis)
-    if facts.degraded_reason is not None:
+    if facts.apply_error is not None:  # first: it is what a person must fix, whatever else follows
+        degraded = Condition(
+            "Degraded", True, "ApplyFailed", f"the API server refused the Deployment: {facts.apply_error}"
+        )
+    elif facts.degraded_reason is not None:
         degraded = Condition("Degraded", True, facts.degraded_reason, message_of(facts, desired))
     elif no_data:
         degraded = Condition(
@@ -99,15 +126,17 @@ def conditions_of(facts: Facts, analysis: AnalysisSpec, desired: Release) -> lis
     else:
         degraded = Condition("Degraded", False, "AsExpected", "")
     ready = phase is Phase.PROMOTED and facts.current == desired
-    progressing = phase in (Phase.PROGRESSING, Phase.ANALYZING)
+    moving = phase in (Phase.PROGRESSING, Phase.ANALYZING)
+    progressing = Condition(
+        "Progressing",
+        moving,
+        "RolloutInProgress" if phase is Phase.PROGRESSING else ("Analyzing" if moving else "Idle"),
+        f"{current}: {phase.value}" if moving else "",
+    )
+    stalled = _stalled(facts, desired, degraded)
     return [
         Condition("Ready", ready, phase.value, message_of(facts, desired)),
-        Condition(
-            "Progressing",
-            progressing,
-            "RolloutInProgress" if phase is Phase.PROGRESSING else ("Analyzing" if progressing else "Idle"),
-            f"{current}: {phase.value}" if progressing else "",
-        ),
+        progressing,
         degraded,
         Condition(
             "RolledBack",
@@ -115,7 +144,34 @@ def conditions_of(facts: Facts, analysis: AnalysisSpec, desired: Release) -> lis
             facts.rollback_reason or "NotRolledBack",
             f"{facts.failed_version} was rolled back to {current}" if facts.rollback_reason else "",
         ),
+        _reconciling(progressing, stalled),
+        stalled,
     ]
+
+
+def _stalled(facts: Facts, desired: Release, degraded: Condition) -> Condition:
+    """kstatus's Stalled: Degraded or rolled back, so only a person moves things on.
+
+    Degraded (its reason first): nothing to revert to, the restored release failed too, or
+    `errorLimit` checks had no data (MetricsUnavailable: the release serves but nothing judges
+    it; it clears by itself once a check reads data). Rolled back: the spec names a version
+    that failed; change the spec or retry.
+    """
+    if degraded.status:
+        return Condition("Stalled", True, degraded.reason, degraded.message)
+    if phase_of(facts) is Phase.ROLLED_BACK:
+        return Condition("Stalled", True, facts.rollback_reason or "RolledBack", message_of(facts, desired))
+    return Condition("Stalled", False, "AsExpected", "")
+
+
+def _reconciling(progressing: Condition, stalled: Condition) -> Condition:
+    """kstatus's Reconciling: the operator is rolling out or analysing and needs nobody.
+
+    Never True with Stalled: kstatus takes whichever of the two it meets first.
+    """
+    if stalled.status:
+        return Condition("Reconciling", False, "Stalled", "")
+    return Condition("Reconciling", progressing.status, progressing.reason, progressing.message)
 
 
 def message_of(facts: Facts, desired: Release) -> str:
@@ -177,10 +233,17 @@ def status_of(
         "servingSince": to_timestamp(facts.serving_since),
         "rollbackReason": facts.rollback_reason,
         "degradedReason": facts.degraded_reason,
+        "retries": facts.retries,
+        "applyError": facts.apply_error,
         "streaks": {
             "failures": facts.streaks.failures,
             "passes": facts.streaks.passes,
             "errors": facts.streaks.errors,
+        },
+        "watch": {
+            "statistic": facts.watch.statistic,  # unrounded: a restart must not change the evidence
+            "samples": facts.watch.samples,
+            "seconds": facts.watch.seconds,
         },
         "lastCheck": None
         if check is None

@@ -157,6 +157,18 @@ class Stack:
     def reasons(self, name: str) -> list[str]:
         return [event["reason"] for event in self.events(name)]
 
+    def wait_reason(self, name: str, reason: str, *, count: int = 1, timeout: float = 30) -> list[str]:
+        """Wait until `reason` was posted `count` times and return every reason so far.
+
+        Events are posted after the status write that reports the same step, so a test that
+        has just seen the status must still wait for the event; never assume their order.
+        """
+        return wait_for(
+            lambda: (reasons := self.reasons(name)).count(reason) >= count and reasons,
+            timeout=timeout,
+            what=f"{name}: {count} {reason} event(s)",
+        )
+
 
 def promoted(version: str) -> Callable[[dict[str, Any]], bool]:
     """A `wait_status` predicate: `version` is the stable release and serves."""

@@ -77,7 +77,7 @@ def test_reapplying_git_after_a_rollback_changes_nothing(
 
     before = stack.mdep("iris")
     deployment_before = stack.deployment("iris")
-    rollouts_before = stack.reasons("iris").count("RolloutStarted")
+    rollouts_before = stack.wait_reason("iris", "RolledBack").count("RolloutStarted")
     owners_before = managed_spec_fields(stack, "iris")
     assert list(owners_before) == [f"{MANAGER}/Apply"], "only git owns the spec; the operator never writes it"
 

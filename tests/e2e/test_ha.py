@@ -46,4 +46,4 @@ def test_two_replicas_one_active_and_failover(stack: Stack, models: dict[str, Tr
     wait_for(
         lambda: "RolloutStarted" in standby.log(), timeout=10, what="the standby's own log of the rollout"
     )
-    assert stack.reasons("iris").count("RolloutStarted") == 2
+    assert stack.wait_reason("iris", "RolloutStarted", count=2).count("RolloutStarted") == 2

@@ -93,7 +93,8 @@ def test_manual_promote_and_retry_survive_a_gitops_reapply(
     stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v3 rolled back")
     stack.apply(v3)  # GitOps sync of the same manifest
     assert stack.status("iris")["currentVersion"] == "v2"
-    assert stack.reasons("iris").count("RolloutStarted") == 3  # v1, v2, v3: the re-apply started nothing
+    reasons = stack.wait_reason("iris", "RolledBack")
+    assert reasons.count("RolloutStarted") == 3  # v1, v2, v3: the re-apply started nothing
 
     stack.cluster.kubectl("annotate", "mdep", "iris", "-n", stack.namespace, "vigil.dev/action=retry")
     stack.wait_status(
@@ -104,6 +105,6 @@ def test_manual_promote_and_retry_survive_a_gitops_reapply(
     status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v3 rolled back again")
     assert status["failedVersion"] == "v3"
     assert condition(status, "RolledBack")["status"] == "True"
-    reasons = stack.reasons("iris")
+    reasons = stack.wait_reason("iris", "RolledBack", count=2)
     assert "RetryRequested" in reasons
     assert reasons.count("RolledBack") == 2

@@ -153,7 +153,7 @@ def test_least_privilege_rollout_and_automatic_rollback(
     assert condition(status, "RolledBack")["reason"] == "AnalysisFailed"
     wait_for(lambda: stack.deployment_version("iris") == "v1", timeout=30, what="Deployment back on v1")
     assert stack.mdep("iris")["spec"]["version"] == "v2"
-    reasons = stack.reasons("iris")
+    reasons = stack.wait_reason("iris", "RolledBack")
     assert reasons.count("RolledBack") == 1
     assert "RolloutStarted" in reasons
     service = stack.api.get(f"/api/v1/namespaces/{namespace}/services/iris")

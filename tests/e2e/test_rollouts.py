@@ -56,7 +56,7 @@ def test_good_new_version_ispromoted(stack: Stack, models: dict[str, TrainedMode
     assert condition(status, "RolledBack")["status"] == "False"
     assert stack.deployment_version("iris") == "v2"
     assert [h["version"] for h in status["history"] if h["outcome"] == "promoted"][:2] == ["v2", "v1"]
-    reasons = stack.reasons("iris")
+    reasons = stack.wait_reason("iris", "Promoted", count=2)
     assert reasons.count("Promoted") == 2
     assert "RolledBack" not in reasons
     # kubectl wait works on the kstatus Ready condition.
@@ -100,6 +100,7 @@ def test_bad_new_version_is_rolled_back_and_not_retried(
     assert condition(status, "Ready")["status"] == "False"
     assert [h["outcome"] for h in status["history"] if h["version"] == "v2"] == ["failed"]
 
+    stack.wait_reason("iris", "RolledBack")
     events = stack.events("iris")
     rolled_back = [e for e in events if e["reason"] == "RolledBack"]
     assert len(rolled_back) == 1
@@ -141,16 +142,14 @@ def test_prometheus_outage_never_rolls_back(stack: Stack, models: dict[str, Trai
     assert status["lastCheck"]["verdict"] == "error"
     assert status["currentVersion"] == "v2"
     assert stack.deployment_version("iris") == "v2"
-    assert "RolledBack" not in stack.reasons("iris")
-    assert "MetricsUnavailable" in stack.reasons("iris")
+    assert "RolledBack" not in stack.wait_reason("iris", "MetricsUnavailable")
 
     stack.prometheus.restart()
     status = stack.wait_status(
         "iris", lambda s: condition(s, "Degraded").get("status") == "False", what="metrics recovered"
     )
     assert status["currentVersion"] == "v2"
-    assert "MetricsRecovered" in stack.reasons("iris")
-    assert "RolledBack" not in stack.reasons("iris")
+    assert "RolledBack" not in stack.wait_reason("iris", "MetricsRecovered")
 
 
 def test_version_that_never_becomes_ready_is_rolled_back_at_the_deadline(
@@ -194,7 +193,7 @@ def test_operator_killed_mid_analysis_reaches_the_same_outcome(
     status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="rolled back")
     assert status["failedVersion"] == "v2"
     wait_for(lambda: stack.deployment_version("iris") == "v1", timeout=30, what="Deployment back on v1")
-    assert stack.reasons("iris").count("RolledBack") == 1
+    assert stack.wait_reason("iris", "RolledBack").count("RolledBack") == 1
 
 
 def test_deleting_a_model_deployment_collects_its_deployment_and_service(

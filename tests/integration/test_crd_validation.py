@@ -43,6 +43,7 @@ ANALYSIS_DEFAULTS = {
     "afterPromotion": True,
     "errorLimit": 5,
     "confidence": 0.95,
+    "drop": 0.05,
 }
 
 
@@ -105,6 +106,8 @@ INVALID = [
             "must be of type number"),
     Invalid("confidence-1", {"spec.analysis.confidence": 1}, "spec.analysis.confidence", "less than 1"),
     Invalid("confidence-low", {"spec.analysis.confidence": 0.4}, "spec.analysis.confidence", "at least 0.5"),
+    Invalid("drop-0", {"spec.analysis.drop": 0}, "spec.analysis.drop", "above 0"),
+    Invalid("drop-big", {"spec.analysis.drop": 0.6}, "spec.analysis.drop", "at most 0.5"),
     Invalid("failure-limit-0", {"spec.analysis.failureLimit": 0}, "spec.analysis.failureLimit",
             "greater than or equal to 1"),
     Invalid("failure-limit-101", {"spec.analysis.failureLimit": 101}, "spec.analysis.failureLimit",

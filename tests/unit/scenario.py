@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vigil_operator.analysis import CheckOutcome, Verdict
+from vigil_operator.analysis import Measurement
 from vigil_operator.decisions import (
     Action,
     Decision,
@@ -42,23 +42,28 @@ def release(version: str, *, sha256: str | None = None, image: str = IMAGE) -> R
 V1, V2, V3 = release("v1"), release("v2"), release("v3")
 
 
-def passing(value: float = 0.97, samples: float = 500) -> CheckOutcome:
-    reason = f"accuracy {value:.3f} >= threshold 0.90 over {samples:.0f} labelled predictions"
-    return CheckOutcome(Verdict.PASS, value, samples, value - 0.02, value + 0.01, reason)
+def labelled(value: float, samples: float) -> Measurement:
+    """What Prometheus answers for the built-in metric: `samples` labels, `value` of them right."""
+    return Measurement(value=value, correct=round(value * samples), samples=samples)
 
 
-def failing(value: float = 0.8, samples: float = 500) -> CheckOutcome:
-    reason = f"accuracy {value:.3f} < threshold 0.90 over {samples:.0f} labelled predictions"
-    return CheckOutcome(Verdict.FAIL, value, samples, value - 0.04, value + 0.03, reason)
+def passing(value: float = 0.97, samples: float = 500) -> Measurement:
+    """Clearly above the threshold: a pass before promotion, no evidence of a drop after it."""
+    return labelled(value, samples)
 
 
-def inconclusive(samples: float = 40) -> CheckOutcome:
-    reason = f"only {samples:.0f} labelled predictions, 100 needed before a verdict"
-    return CheckOutcome(Verdict.INCONCLUSIVE, 0.5, samples, 0.3, 0.7, reason)
+def failing(value: float = 0.8, samples: float = 500) -> Measurement:
+    """Clearly below the threshold: a fail before promotion, a breach of the watch after it."""
+    return labelled(value, samples)
 
 
-def erroring(reason: str = "metrics unavailable: connection refused") -> CheckOutcome:
-    return CheckOutcome(Verdict.ERROR, None, None, None, None, reason)
+def inconclusive(samples: float = 40) -> Measurement:
+    """Too few labels for the Wilson gate (minSamples 100); little evidence for the watch."""
+    return labelled(0.9, samples)
+
+
+def erroring(error: str = "connection refused") -> Measurement:
+    return Measurement(error=error)
 
 
 @dataclass
@@ -77,7 +82,7 @@ class Scenario:
     # --- what drives a round ----------------------------------------------------------------
 
     def round(
-        self, *, check: CheckOutcome | None = None, query: str = "", action: Action | None = None
+        self, *, check: Measurement | None = None, query: str = "", action: Action | None = None
     ) -> Decision:
         """One reconcile: decide, store the facts, let the shell apply the target."""
         decision = decide(
@@ -87,7 +92,7 @@ class Scenario:
                 facts=self.facts,
                 observed=self.deployment,
                 now=self.now,
-                check=check,
+                measurement=check,
                 query=query,
                 action=action,
             )
@@ -95,8 +100,8 @@ class Scenario:
         self.facts = self.stored(decision.facts) if self.restart_every_round else decision.facts
         self.events.extend(decision.events)
         self.decisions.append(decision)
-        if self.deployment is None or self.deployment.release != decision.target:
-            self.deployment = ObservedDeployment(decision.target, available=False, deadline_exceeded=False)
+        if self.deployment is None or self.deployment.release_id != decision.target_id:
+            self.deployment = ObservedDeployment(decision.target_id, available=False, deadline_exceeded=False)
         return decision
 
     def stored(self, facts: Facts) -> Facts:
@@ -132,7 +137,7 @@ class Scenario:
         assert last is not None, "nothing serves yet"
         return last + timedelta(seconds=self.analysis.interval)
 
-    def check(self, outcome: CheckOutcome) -> Decision:
+    def check(self, outcome: Measurement) -> Decision:
         """Wait until the next check is due and run it with `outcome` as Prometheus' answer."""
         self.now = max(self.now, self.next_check_at())
         plan = check_due(self.facts, self.analysis, self.now)
@@ -141,7 +146,7 @@ class Scenario:
         query = builtin_accuracy_query(Target("iris", "ml", self.facts.current.version), plan)
         return self.round(check=outcome, query=query)
 
-    def checks(self, *outcomes: CheckOutcome) -> list[Decision]:
+    def checks(self, *outcomes: Measurement) -> list[Decision]:
         return [self.check(outcome) for outcome in outcomes]
 
     # --- what a test looks at ---------------------------------------------------------------

@@ -14,8 +14,12 @@ from vigil_operator.analysis import (
     Measurement,
     Streaks,
     Verdict,
+    WatchParams,
+    WatchState,
     judge,
     next_streaks,
+    watch,
+    watch_limit,
     wilson_interval,
 )
 
@@ -449,3 +453,118 @@ def test_next_streaks_does_not_change_the_previous_value() -> None:
     previous = Streaks(failures=1)
     next_streaks(previous, FAIL)
     assert previous == Streaks(failures=1)
+
+
+# --- the watch of a promoted version (Bernoulli CUSUM) --------------------------------------------
+
+WATCH = WatchParams(threshold=0.90, drop=0.05)
+RIGHT, WRONG = math.log(0.85 / 0.90), math.log(0.15 / 0.10)  # evidence of one label, in nats
+
+
+def labels(correct: float, samples: float) -> Measurement:
+    return Measurement(value=correct / samples if samples else None, correct=correct, samples=samples)
+
+
+def test_the_watch_adds_the_log_likelihood_ratio_of_every_new_label() -> None:
+    outcome, state = watch(labels(8, 10), WATCH, WatchState(), 30.0)
+    assert state.statistic == pytest.approx(8 * RIGHT + 2 * WRONG)
+    assert (state.samples, state.seconds) == (10, 30.0)
+    assert outcome.verdict is Verdict.PASS
+    assert not outcome.breach
+    assert outcome.reason == (
+        "accuracy 0.800 over 10 new labelled predictions; "
+        f"evidence of a drop below 0.90: {state.statistic:.2f} of 10.00"
+    )
+
+
+def test_the_watch_statistic_never_goes_below_zero() -> None:
+    """A long healthy past must not hide a later drop: evidence restarts from zero, not below."""
+    state = WatchState()
+    for _ in range(1000):
+        _, state = watch(labels(10, 10), WATCH, state, 30.0)
+    assert state.statistic == 0.0
+    checks_to_breach = 0
+    outcome = None
+    while outcome is None or not outcome.breach:
+        outcome, state = watch(labels(7, 10), WATCH, state, 30.0)
+        checks_to_breach += 1
+    per_check = 7 * RIGHT + 3 * WRONG
+    assert checks_to_breach == math.ceil(10.0 / per_check)
+
+
+def test_small_drops_build_evidence_over_several_checks_before_a_breach() -> None:
+    state = WatchState()
+    verdicts = []
+    for _ in range(40):  # 0.85 exactly: +0.122 nats per 10 labels
+        outcome, state = watch(labels(85, 100), WATCH, state, 300.0)
+        verdicts.append(outcome.verdict)
+        if outcome.breach:
+            break
+    assert verdicts[-1] is Verdict.FAIL
+    assert all(v is Verdict.PASS for v in verdicts[:-1])
+    assert 5 < len(verdicts) < 40
+    assert "accuracy has dropped" in outcome.reason
+
+
+def test_a_clear_collapse_breaches_in_one_check() -> None:
+    outcome, state = watch(labels(60, 100), WATCH, WatchState(), 30.0)
+    assert outcome.verdict is Verdict.FAIL
+    assert outcome.breach
+    assert state.statistic >= watch_limit(WATCH, state)
+
+
+def test_no_new_labels_is_inconclusive_and_keeps_the_evidence() -> None:
+    before = WatchState(statistic=4.0, samples=100, seconds=300)
+    outcome, state = watch(labels(0, 0), WATCH, before, 30.0)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert (state.statistic, state.samples, state.seconds) == (4.0, 100, 330)
+
+
+@pytest.mark.parametrize(
+    "measurement",
+    [Measurement(error="connection refused"), Measurement(samples=None), labels(11, 10)],
+)
+def test_errors_leave_the_watch_as_it_was(measurement: Measurement) -> None:
+    before = WatchState(statistic=4.0, samples=100, seconds=300)
+    outcome, state = watch(measurement, WATCH, before, 30.0)
+    assert outcome.verdict is Verdict.ERROR
+    assert state == before
+
+
+def test_the_limit_grows_with_the_log_of_the_label_rate_and_never_shrinks() -> None:
+    reference = WATCH.reference_rate
+    assert watch_limit(WATCH, WatchState()) == 10.0
+    assert watch_limit(WATCH, WatchState(samples=reference * 300, seconds=300)) == pytest.approx(10.0)
+    assert watch_limit(WATCH, WatchState(samples=reference * 1200, seconds=300)) == pytest.approx(
+        10.0 + math.log(4)
+    )
+    assert watch_limit(WATCH, WatchState(samples=1, seconds=300)) == 10.0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.03, 0.5, 0.99, 1.0])
+def test_the_watch_is_finite_at_any_threshold(threshold: float) -> None:
+    params = WatchParams(threshold=threshold)
+    outcome, state = watch(labels(5, 10), params, WatchState(), 30.0)
+    assert math.isfinite(state.statistic)
+    assert outcome.verdict in (Verdict.PASS, Verdict.FAIL)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), max_size=60),
+    st.floats(min_value=0.5, max_value=0.99),
+)
+def test_the_watch_state_is_never_negative_and_counts_every_label(
+    checks: list[tuple[int, int]], threshold: float
+) -> None:
+    params = WatchParams(threshold=threshold)
+    state = WatchState()
+    for right, wrong in checks:
+        _, state = watch(labels(right, right + wrong), params, state, 30.0)
+        assert state.statistic >= 0.0
+    assert state.samples == sum(right + wrong for right, wrong in checks)
+
+
+@pytest.mark.parametrize(("drop", "limit", "rate"), [(0.0, 10, 1), (1.0, 10, 1), (0.05, 0, 1), (0.05, 10, 0)])
+def test_watch_params_reject_impossible_settings(drop: float, limit: float, rate: float) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        WatchParams(threshold=0.9, drop=drop, limit=limit, reference_rate=rate)

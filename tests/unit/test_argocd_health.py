@@ -180,6 +180,26 @@ def test_invalid_spec_is_degraded() -> None:
     assert result == {"status": "Degraded", "message": "InvalidSpec: " + status["message"]}
 
 
+def test_any_stalled_reason_is_degraded_with_its_message() -> None:
+    # Stalled is the one "a person must act" signal, whatever reason a later operator adds.
+    status = status_of(Facts(current=V1, stable=V1, serving_since=NOW), ANALYSIS, V1, generation=3, now=NOW)
+    for condition in status["conditions"]:
+        if condition["type"] == "Stalled":
+            condition.update(status="True", reason="SomethingNew", message="fix this")
+    assert evaluate_health(_object(status)) == {"status": "Degraded", "message": "SomethingNew: fix this"}
+
+
+def test_a_status_written_before_stalled_existed_is_still_degraded_after_a_rollback() -> None:
+    facts = Facts(
+        current=V1, stable=V1, serving_since=NOW, failed_version="v2", rollback_reason="AnalysisFailed"
+    )
+    status = status_of(facts, ANALYSIS, V2, generation=3, now=NOW)
+    status["conditions"] = [c for c in status["conditions"] if c["type"] not in ("Reconciling", "Stalled")]
+    result = evaluate_health(_object(status))
+    assert result["status"] == "Degraded"
+    assert result["message"].startswith("AnalysisFailed: v2 was rolled back")
+
+
 def test_argocd_cm_embeds_the_script_verbatim() -> None:
     config_map = yaml.safe_load(ARGOCD_CM.read_text())
     assert config_map["kind"] == "ConfigMap"

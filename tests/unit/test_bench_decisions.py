@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import decisions
+import numpy as np
 import pytest
+import steady_state
+
+from vigil_operator.analysis import Measurement, WatchParams, WatchState, watch
 
 RUNS = 300
 
@@ -66,7 +70,7 @@ def test_cells_are_reproducible_and_independent_of_the_others(cells: list[decisi
 
 
 def test_main_prints_the_table_and_the_goals(capsys: pytest.CaptureFixture[str]) -> None:
-    exit_code = decisions.main(["--runs", "200", "--seed", "5"])
+    exit_code = decisions.main(["--runs", "200", "--seed", "5", "--steady-runs", "0"])
     output = capsys.readouterr().out
     table_rows = [line for line in output.splitlines() if line.startswith("| ")]
     expected_rows = 1 + len(decisions.TRUE_ACCURACIES) * len(decisions.PREDICTIONS_PER_CHECK)
@@ -74,3 +78,71 @@ def test_main_prints_the_table_and_the_goals(capsys: pytest.CaptureFixture[str])
     goal_line = next(line for line in output.splitlines() if line.startswith("Goals"))
     assert goal_line.count("PASS") + goal_line.count("FAIL") == 3
     assert exit_code == (1 if "FAIL" in goal_line else 0)
+
+
+# --- after promotion (steady_state.py) ------------------------------------------------------------
+
+
+def test_the_vectorised_watch_is_the_real_watch_check_by_check() -> None:
+    """The bench's closed-form CUSUM reverts exactly where `analysis.watch` would."""
+    rng = np.random.default_rng(11)
+    params = WatchParams(threshold=0.90)
+    checks, runs = 400, 30
+    accuracy = np.linspace(0.80, 0.95, runs)
+    right = rng.poisson(10 * accuracy, (checks, runs)).astype(float)
+    wrong = rng.poisson(10 * (1 - accuracy), (checks, runs)).astype(float)
+    rules = steady_state.Rules(runs, params)
+    first = rules.block(right[:150], wrong[:150], ["ours"])["ours"]
+    later = rules.block(right[150:], wrong[150:], ["ours"])["ours"]
+    expected = np.where(first > 0, first, np.where(later > 0, later + 150, 0))
+    for run in range(runs):
+        state, breached_at = WatchState(), 0
+        for check in range(checks):
+            r, w = right[check, run], wrong[check, run]
+            outcome, state = watch(Measurement(correct=r, samples=r + w), params, state, 30.0)
+            if outcome.breach and not breached_at:
+                breached_at = check + 1
+        assert breached_at == expected[run], f"run {run}"
+    assert (expected > 0).any()
+    assert (expected == 0).any()
+
+
+def test_the_streak_rules_match_next_streaks() -> None:
+    fail = np.array([[1], [1], [0], [1], [0], [1], [1]], dtype=bool)
+    passed = np.array([[0], [0], [0], [0], [1], [0], [0]], dtype=bool)
+    streak, last = steady_state._streak(fail, passed, np.array([1.0]))
+    assert streak[:, 0].tolist() == [2, 3, 3, 4, 0, 1, 2]
+    assert last.tolist() == [2]
+
+
+@pytest.fixture(scope="module")
+def steady() -> dict[float, steady_state.SteadyCell]:
+    return {
+        accuracy: steady_state.simulate_steady(accuracy, 100, runs=100, seed=3, days=2)
+        for accuracy in (0.85, 0.91, 0.95)
+    }
+
+
+def test_a_clearly_bad_promoted_model_is_reverted_by_every_rule_within_a_day(
+    steady: dict[float, steady_state.SteadyCell],
+) -> None:
+    for rule in steady_state.RULES:
+        assert steady[0.85].reverted_within[rule][0] == 1.0
+
+
+def test_only_our_watch_keeps_a_healthy_model(steady: dict[float, steady_state.SteadyCell]) -> None:
+    healthy = steady[0.91].reverted_within
+    assert healthy["ours"][0] <= 0.02
+    assert healthy["today"][0] > 0.5
+    assert healthy["naive"][0] > 0.9
+    assert all(np.isnan(healthy[rule][-1]) for rule in steady_state.RULES)  # 30 days not simulated
+
+
+def test_a_drop_is_caught_by_our_watch_with_its_delay() -> None:
+    cell = steady_state.simulate_delay(0.80, 100, runs=200, seed=3)
+    assert cell.missed["ours"] == 0.0
+    assert cell.median_minutes["ours"] is not None
+    assert 5 <= cell.median_minutes["ours"] <= 30
+    assert cell.p95_minutes["ours"] >= cell.median_minutes["ours"]
+    table = steady_state.render_delays([cell])
+    assert "| 100 | 0.80 |" in table

@@ -19,14 +19,14 @@ from unit.scenario import V1, V2, release
 from vigil_operator.builders import (
     Owner,
     deployment_for,
+    drift,
     observe,
     owner_reference,
-    release_of,
     service_for,
     spec_hash,
 )
-from vigil_operator.constants import ANNOTATION_SPEC_HASH, LABEL_MODEL, LABEL_VERSION
-from vigil_operator.decisions import ObservedDeployment
+from vigil_operator.constants import ANNOTATION_RELEASE, LABEL_MODEL, LABEL_SPEC_HASH, LABEL_VERSION
+from vigil_operator.decisions import ObservedDeployment, release_id
 from vigil_operator.releases import AnalysisSpec, ModelDeploymentSpec, Release
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -126,12 +126,16 @@ def test_pods_meet_the_restricted_pod_security_standard() -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
-def test_prometheus_scrapes_the_pods() -> None:
-    annotations = deployment_for(OWNER, SPEC, RELEASE)["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8080"
-    assert annotations["prometheus.io/path"] == "/metrics"
-    assert annotations["example.com/owner"] == "ml-platform"
+def test_pods_carry_scrape_annotations_only_when_asked_so_one_scrape_path_sees_them() -> None:
+    def annotations(**options: bool) -> dict[str, str]:
+        return deployment_for(OWNER, SPEC, RELEASE, **options)["spec"]["template"]["metadata"]["annotations"]
+
+    assert not any(key.startswith("prometheus.io/") for key in annotations())
+    asked = annotations(scrape_annotations=True)
+    assert asked["prometheus.io/scrape"] == "true"
+    assert asked["prometheus.io/port"] == "8080"
+    assert asked["prometheus.io/path"] == "/metrics"
+    assert asked["example.com/owner"] == annotations()["example.com/owner"] == "ml-platform"
 
 
 @pytest.mark.parametrize(
@@ -143,8 +147,47 @@ def test_prometheus_scrapes_the_pods() -> None:
         Release("v4", "/m.joblib", "img"),
     ],
 )
-def test_the_release_reads_back_from_the_deployment_it_made(running: Release) -> None:
-    assert release_of(deployment_for(OWNER, SPEC, running)) == running
+def test_the_pod_template_carries_the_release_id(running: Release) -> None:
+    deployment = deployment_for(OWNER, SPEC, running)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[ANNOTATION_RELEASE] == release_id(running)
+    assert observe(deployment).release_id == release_id(running)
+
+
+def test_every_field_of_a_release_and_every_retry_make_another_release_id() -> None:
+    variants = [
+        V1,
+        V2,
+        release("v1", sha256=SHA256),
+        release("v1", image="registry.example/custom-server:1.2"),
+        Release("v1", "http://models.ml.svc/iris/other.joblib", V1.image),
+    ]
+    ids = {release_id(variant) for variant in variants} | {release_id(V1, retries) for retries in (1, 2)}
+    assert len(ids) == len(variants) + 2
+    assert release_id(V1) == release_id(release("v1")), "the id depends on the release only"
+
+
+def test_a_retry_changes_the_pod_template_so_the_pods_are_recreated() -> None:
+    first = deployment_for(OWNER, SPEC, V1)
+    retried = deployment_for(OWNER, SPEC, V1, retries=1)
+    assert first["spec"]["template"] != retried["spec"]["template"]
+    assert observe(retried).release_id == release_id(V1, 1)
+
+
+def test_user_pod_annotations_cannot_take_over_the_release_id() -> None:
+    spec = ModelDeploymentSpec(
+        release=V1, analysis=SPEC.analysis, pod_annotations={ANNOTATION_RELEASE: "forged"}
+    )
+    annotations = deployment_for(OWNER, spec, V1)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[ANNOTATION_RELEASE] == release_id(V1)
+
+
+def test_a_webhook_that_mutates_the_pod_template_does_not_change_the_release_it_runs() -> None:
+    mutated = deployment_for(OWNER, SPEC, V2)
+    container(mutated)["image"] += "@sha256:" + "ab" * 32
+    container(mutated)["env"].append({"name": "INJECTED", "value": "1"})
+    mutated["spec"]["template"]["metadata"]["annotations"]["sidecar.example/inject"] = "true"
+    assert observe(mutated).release_id == release_id(V2)
 
 
 def test_the_deployment_runs_the_release_it_is_given_not_necessarily_the_specs() -> None:
@@ -175,28 +218,33 @@ def test_user_pod_labels_cannot_take_over_the_selector() -> None:
 
 def test_defaults_of_a_minimal_spec() -> None:
     deployment = deployment_for(OWNER, MINIMAL_SPEC, V1)
-    assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["progressDeadlineSeconds"] == 600
     assert "resources" not in container(deployment)
 
 
+def test_replicas_unset_in_the_spec_are_left_out_so_the_operator_never_owns_them() -> None:
+    assert MINIMAL_SPEC.replicas is None
+    assert "replicas" not in deployment_for(OWNER, MINIMAL_SPEC, V1)["spec"]
+    assert deployment_for(OWNER, SPEC, V1)["spec"]["replicas"] == 2
+    zero = ModelDeploymentSpec(release=V1, analysis=SPEC.analysis, replicas=0)
+    assert deployment_for(OWNER, zero, V1)["spec"]["replicas"] == 0
+
+
 def test_the_spec_hash_changes_with_the_release_and_only_with_the_spec() -> None:
     first = deployment_for(OWNER, SPEC, V1)
-    assert first["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == spec_hash(first["spec"])
+    assert first["metadata"]["labels"][LABEL_SPEC_HASH] == spec_hash(first["spec"])
     again = deployment_for(OWNER, SPEC, V1)
-    assert again["metadata"]["annotations"] == first["metadata"]["annotations"]
+    assert again["metadata"]["labels"] == first["metadata"]["labels"]
     other = deployment_for(OWNER, SPEC, V2)
-    assert other["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != spec_hash(first["spec"])
+    assert other["metadata"]["labels"][LABEL_SPEC_HASH] != spec_hash(first["spec"])
 
 
-def test_release_of_a_deployment_that_is_not_ours_is_none() -> None:
-    ours = deployment_for(OWNER, SPEC, V1)
-    no_containers = copy.deepcopy(ours)
-    no_containers["spec"]["template"]["spec"]["containers"] = []
-    no_version = copy.deepcopy(ours)
-    container(no_version)["env"] = [e for e in container(no_version)["env"] if e["name"] != "MODEL_VERSION"]
-    for foreign in ({}, {"spec": None}, no_containers, no_version):
-        assert release_of(foreign) is None
+def test_a_deployment_without_the_release_annotation_runs_no_known_release() -> None:
+    # Made by hand, by an older operator, or `kubectl rollout undo` to such a template.
+    unannotated = deployment_for(OWNER, SPEC, V1)
+    del unannotated["spec"]["template"]["metadata"]["annotations"][ANNOTATION_RELEASE]
+    for foreign in ({}, {"spec": None}, {"spec": {"template": {"metadata": None}}}, unannotated):
+        assert observe(foreign).release_id is None
 
 
 # --- the Service ----------------------------------------------------------------------------
@@ -248,7 +296,7 @@ PROGRESSING = {"type": "Progressing", "status": "True", "reason": "NewReplicaSet
 )
 def test_available_means_every_replica_updated_and_available(status: dict[str, int], available: bool) -> None:
     observed = observe(observed_deployment(conditions=[PROGRESSING], **status))
-    assert observed == ObservedDeployment(release=V2, available=available, deadline_exceeded=False)
+    assert observed == ObservedDeployment(release_id(V2), available=available, deadline_exceeded=False)
 
 
 def test_a_status_from_before_the_last_change_says_nothing_about_availability() -> None:
@@ -291,3 +339,76 @@ def test_a_progress_deadline_stamped_before_the_current_rollout_started_does_not
     assert (
         observe(observed_deployment(conditions=[after], updatedReplicas=1), started).deadline_exceeded is True
     )
+
+
+# --- keeping the Deployment as declared: what an apply reverted ---------------------------------
+
+
+def stored(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment as the API server keeps it: defaults and a webhook's mutations added."""
+    live = copy.deepcopy(deployment)
+    live["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = "3"
+    live["spec"].setdefault("replicas", 1)
+    pod = live["spec"]["template"]["spec"]
+    pod |= {"dnsPolicy": "ClusterFirst", "restartPolicy": "Always"}
+    container(live)["image"] += "@sha256:" + "cd" * 32
+    container(live)["env"].append({"name": "INJECTED", "value": "1"})
+    container(live)["imagePullPolicy"] = "IfNotPresent"
+    return live
+
+
+def test_an_apply_that_changes_nothing_reports_no_drift() -> None:
+    wanted = deployment_for(OWNER, SPEC, V1)
+    assert drift(stored(wanted), stored(wanted), wanted) == []
+
+
+def test_an_edit_of_an_owned_field_is_reported_as_reverted() -> None:
+    wanted = deployment_for(OWNER, SPEC, V1)
+    edited = stored(wanted)
+    container(edited)["image"] = "evil:latest"  # kubectl set image
+    edited["spec"]["replicas"] = 5  # kubectl scale
+    env = {item["name"]: item for item in container(edited)["env"]}
+    env["MODEL_VERSION"]["value"] = "v0"
+    changes = drift(edited, stored(wanted), wanted)
+    assert changes == [
+        "spec.replicas: 5 -> 2",
+        "spec.template.spec.containers[model-server].image: "
+        f'"evil:latest" -> "{container(stored(wanted))["image"]}"',
+        'spec.template.spec.containers[model-server].env[MODEL_VERSION].value: "v0" -> "v1"',
+    ]
+
+
+def test_a_template_rolled_back_by_hand_is_reported_field_by_field() -> None:
+    wanted = deployment_for(OWNER, SPEC, V2)
+    undone = stored(deployment_for(OWNER, SPEC, V1))  # kubectl rollout undo: the v1 template
+    # Undo restores the template and the old ReplicaSet's annotations; the labels stay.
+    undone["metadata"]["labels"] = copy.deepcopy(wanted["metadata"]["labels"])
+    changes = drift(undone, stored(wanted), wanted)
+    assert f"[{ANNOTATION_RELEASE}]" not in " ".join(changes)
+    assert any(
+        change.startswith(f"spec.template.metadata.annotations.{ANNOTATION_RELEASE}:") for change in changes
+    )
+    assert 'spec.template.spec.containers[model-server].env[MODEL_VERSION].value: "v1" -> "v2"' in changes
+
+
+def test_replicas_the_operator_does_not_own_are_never_drift() -> None:
+    wanted = deployment_for(OWNER, MINIMAL_SPEC, V1)
+    scaled = stored(wanted)
+    scaled["spec"]["replicas"] = 7  # an HPA or kubectl scale
+    assert drift(scaled, scaled, wanted) == []
+
+
+def test_labels_and_annotations_the_operator_sets_are_kept_too() -> None:
+    wanted = deployment_for(OWNER, SPEC, V1)
+    edited = stored(wanted)
+    del edited["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    assert drift(edited, stored(wanted), wanted) == [
+        'metadata.labels.app.kubernetes.io/managed-by: (unset) -> "vigil"'
+    ]
+
+
+def test_a_rollout_is_not_drift() -> None:
+    before = stored(deployment_for(OWNER, SPEC, V1))
+    wanted = deployment_for(OWNER, SPEC, V2)
+    assert drift(before, stored(wanted), wanted) == []
+    assert drift(None, stored(wanted), wanted) == []

@@ -266,10 +266,18 @@ def test_model_server_pod_monitor_sets_the_namespace_label(helm_env: dict[str, s
     assert {"sourceLabels": ["__meta_kubernetes_namespace"], "targetLabel": "namespace"} in endpoint[
         "relabelings"
     ]
+    # The built-in query counts each pod once by namespace, pod and instance.
+    assert {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "pod"} in endpoint["relabelings"]
     scoped = one(
         render(helm_env, "modelServers.podMonitor.enabled=true", "watchNamespaces={ml}"), "PodMonitor"
     )
     assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
+
+
+def test_model_servers_get_scrape_annotations_only_when_the_value_asks(helm_env: dict[str, str]) -> None:
+    assert not parse_args(container(render(helm_env))["args"]).scrape_annotations
+    asked = render(helm_env, "modelServers.scrapeAnnotations=true")
+    assert parse_args(container(asked)["args"]).scrape_annotations
 
 
 def test_model_server_pod_monitor_matches_what_the_operator_builds() -> None:

@@ -118,7 +118,8 @@ def test_required_fields_and_defaults(root: dict[str, Any]) -> None:
     assert root["required"] == ["spec"]
     assert spec["required"] == ["version", "model"]
     assert spec["properties"]["model"]["required"] == ["uri"]
-    assert spec["properties"]["replicas"]["default"] == 1
+    # Unset replicas stay unset, so the operator never owns them (an HPA does).
+    assert "default" not in spec["properties"]["replicas"]
     assert spec["properties"]["progressDeadlineSeconds"]["default"] == 600
     analysis = spec["properties"]["analysis"]
     assert analysis["default"] == {}, "analysis must default to {} so that its own defaults apply"
@@ -138,6 +139,7 @@ def test_required_fields_and_defaults(root: dict[str, Any]) -> None:
         "afterPromotion": True,
         "errorLimit": 5,
         "confidence": 0.95,
+        "drop": 0.05,
     }
 
 

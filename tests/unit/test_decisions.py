@@ -24,6 +24,7 @@ from unit.scenario import (
     failing,
     first_version_analysing,
     inconclusive,
+    labelled,
     passing,
     release,
     v1_stable,
@@ -32,7 +33,7 @@ from unit.scenario import (
     v2_stable,
 )
 
-from vigil_operator.analysis import CheckOutcome, Streaks, Verdict
+from vigil_operator.analysis import Measurement, Streaks, Verdict, WatchState, judge
 from vigil_operator.constants import HISTORY_LIMIT
 from vigil_operator.decisions import (
     ROLLOUT_POLL_SECONDS,
@@ -48,6 +49,8 @@ from vigil_operator.decisions import (
     decide,
     metrics_unavailable,
     phase_of,
+    record_apply,
+    release_id,
     watching,
 )
 from vigil_operator.status import conditions_of
@@ -75,9 +78,9 @@ def test_a_new_model_deployment_rolls_its_version_out() -> None:
     "observed",
     [
         None,
-        ObservedDeployment(release=None, available=True, deadline_exceeded=False),
-        ObservedDeployment(release=V2, available=True, deadline_exceeded=False),
-        ObservedDeployment(release=V1, available=False, deadline_exceeded=False),
+        ObservedDeployment(release_id=None, available=True, deadline_exceeded=False),
+        ObservedDeployment(release_id=release_id(V2), available=True, deadline_exceeded=False),
+        ObservedDeployment(release_id=release_id(V1), available=False, deadline_exceeded=False),
     ],
     ids=["no-deployment-yet", "not-ours-to-read", "still-the-old-release", "pods-not-ready"],
 )
@@ -122,7 +125,7 @@ def test_the_first_version_is_promoted_after_success_limit_passes_in_a_row() -> 
     assert scenario.facts.stable == V1
     assert scenario.facts.streaks == Streaks()
     assert scenario.facts.history[0] == HistoryEntry(
-        V1, "promoted", scenario.now, "3 checks passed: " + (passing().reason)
+        V1, "promoted", scenario.now, "3 checks passed: " + judge(passing(), ANALYSIS.criteria).reason
     )
     assert scenario.phase is Phase.PROMOTED
     assert scenario.condition("Ready").status is True
@@ -223,7 +226,8 @@ def test_every_failing_check_is_an_event_with_the_value_the_count_and_the_query(
     assert first.warning
     assert first.message.startswith("check failed (1/3): accuracy 0.840")
     assert second.message.startswith("check failed (2/3): accuracy 0.830")
-    assert "query: label_replace(sum(increase(vigil_model_feedback_correct_total{" in first.message
+    assert "query: " in first.message
+    assert 'vigil_model_feedback_correct_total{namespace="ml", model="iris", version="v2"}' in first.message
 
 
 def test_while_the_stable_release_comes_back_the_phase_is_progressing_then_rolled_back() -> None:
@@ -336,12 +340,15 @@ def test_retry_of_a_degraded_first_version_analyses_it_afresh() -> None:
     scenario.checks(failing(), failing(), failing())
     assert scenario.phase is Phase.DEGRADED
     decision = scenario.act(Action.RETRY)
-    assert [e.reason for e in decision.events] == [Reason.RETRY_REQUESTED, Reason.ROLLOUT_COMPLETE]
+    assert [e.reason for e in decision.events] == [Reason.RETRY_REQUESTED]
     assert decision.target == V1
+    assert decision.target_id == release_id(V1, retries=1)  # a new pod template: fresh pods
     assert scenario.facts.degraded_reason is None
     assert scenario.facts.streaks == Streaks()
     assert scenario.facts.last_check is None
-    assert scenario.facts.serving_since == scenario.now
+    assert scenario.facts.rollout_started_at == scenario.now
+    assert scenario.phase is Phase.PROGRESSING
+    scenario.available()
     assert scenario.phase is Phase.ANALYZING
     scenario.checks(passing(), passing(), passing())
     assert scenario.phase is Phase.PROMOTED
@@ -495,8 +502,10 @@ def test_error_limit_errors_in_a_row_report_metrics_unavailable_once() -> None:
     assert scenario.target == V2
 
 
-@pytest.mark.parametrize("recovery", [passing(), failing(), inconclusive()], ids=lambda o: o.verdict)
-def test_any_verdict_after_metrics_were_unavailable_reports_their_recovery(recovery: CheckOutcome) -> None:
+@pytest.mark.parametrize(
+    "recovery", [passing(), failing(), inconclusive()], ids=["pass", "fail", "inconclusive"]
+)
+def test_any_verdict_after_metrics_were_unavailable_reports_their_recovery(recovery: Measurement) -> None:
     scenario = v2_analysing()
     scenario.checks(*[erroring()] * ANALYSIS.error_limit)
     decision = scenario.check(recovery)
@@ -578,10 +587,141 @@ def test_a_restored_release_that_misses_its_deadline_is_degraded_not_flipped_bac
 def test_a_deadline_reported_for_another_release_is_not_this_ones() -> None:
     scenario = v1_stable()
     scenario.spec(V2)
-    scenario.deployment = ObservedDeployment(V1, available=False, deadline_exceeded=True)
+    scenario.deployment = ObservedDeployment(release_id(V1), available=False, deadline_exceeded=True)
     decision = scenario.wait(10)
     assert decision.target == V2
     assert decision.events == ()
+
+
+# --- rollouts tracked by the release id the operator owns ----------------------------------------
+
+
+def test_a_deployment_is_recognised_by_its_release_id_not_by_its_fields() -> None:
+    # A webhook may add an image digest or env vars: the decision sees only the id on the template.
+    scenario = Scenario(V2)
+    scenario.round()
+    scenario.deployment = ObservedDeployment(release_id(V2), available=True, deadline_exceeded=False)
+    decision = scenario.wait(5)
+    assert [e.reason for e in decision.events] == [Reason.ROLLOUT_COMPLETE]
+    assert scenario.phase is Phase.ANALYZING
+
+
+@pytest.mark.parametrize(
+    "observed_id",
+    [None, release_id(V1), release_id(V2, retries=1)],
+    ids=["unannotated", "another-release", "another-retry"],
+)
+def test_available_pods_of_another_release_id_are_not_the_rollouts(observed_id: str | None) -> None:
+    scenario = Scenario(V2)
+    scenario.round()
+    scenario.deployment = ObservedDeployment(observed_id, available=True, deadline_exceeded=False)
+    assert scenario.wait(5).events == ()
+    assert scenario.phase is Phase.PROGRESSING
+
+
+def test_the_deadline_runs_from_the_rollout_start_when_the_deployment_never_shows_the_release() -> None:
+    # The API server refused the new template (or a webhook denied it): the old pods keep serving.
+    scenario = v1_stable()
+    scenario.spec(V2)
+    started = scenario.facts.rollout_started_at
+    assert started is not None
+    scenario.deployment = ObservedDeployment(release_id(V1), available=True, deadline_exceeded=False)
+    scenario.now = started + timedelta(seconds=599)
+    assert scenario.round().events == ()
+    scenario.now = started + timedelta(seconds=600)
+    decision = scenario.round()
+    assert decision.target == V1
+    assert [e.reason for e in decision.events] == [Reason.ROLLED_BACK]
+    assert scenario.facts.rollback_reason == Reason.PROGRESS_DEADLINE_EXCEEDED
+
+
+def test_the_deadline_is_the_specs_and_names_the_api_servers_refusal() -> None:
+    facts = Facts(current=V1, rollout_started_at=T0, apply_error='metadata.labels: Invalid value: "bad key"')
+    inputs = Inputs(
+        desired=V1,
+        analysis=ANALYSIS,
+        facts=facts,
+        observed=None,
+        now=T0 + timedelta(seconds=30),
+        progress_deadline_seconds=30,
+    )
+    decision = decide(inputs)
+    assert [(e.reason, e.warning) for e in decision.events] == [(Reason.PROGRESS_DEADLINE_EXCEEDED, True)]
+    assert "the API server refused its Deployment: metadata.labels" in decision.events[0].message
+    assert phase_of(decision.facts) is Phase.DEGRADED
+
+
+def test_a_refused_apply_is_recorded_once_and_cleared_when_an_apply_succeeds() -> None:
+    facts = Facts(current=V1, rollout_started_at=T0)
+    refused, events = record_apply(facts, "spec.template.metadata.labels: Invalid value")
+    assert refused.apply_error == "spec.template.metadata.labels: Invalid value"
+    assert [(e.reason, e.message, e.warning) for e in events] == [
+        (
+            Reason.APPLY_FAILED,
+            "the API server refused the Deployment: spec.template.metadata.labels: Invalid value",
+            True,
+        )
+    ]
+    degraded = next(c for c in conditions_of(refused, ANALYSIS, V1) if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == (True, "ApplyFailed")
+    assert "spec.template.metadata.labels: Invalid value" in degraded.message
+    assert record_apply(refused, refused.apply_error) == (refused, ())  # no event every round
+    accepted, events = record_apply(refused, None)
+    assert (accepted, events) == (facts, ())
+    assert next(c for c in conditions_of(accepted, ANALYSIS, V1) if c.type == "Degraded").status is False
+
+
+# --- Degraded recovers ----------------------------------------------------------------------------
+
+
+def test_a_first_release_degraded_by_its_deadline_serves_once_its_pods_are_available() -> None:
+    scenario = Scenario(V1)
+    scenario.round()
+    scenario.deadline_exceeded()
+    assert scenario.phase is Phase.DEGRADED
+    decision = scenario.available()  # the nodes arrived late
+    assert [(e.reason, e.message) for e in decision.events] == [
+        (Reason.ROLLOUT_COMPLETE, "v1 became available after its progress deadline; analysis starts")
+    ]
+    assert scenario.facts.degraded_reason is None
+    assert scenario.phase is Phase.ANALYZING
+    scenario.checks(passing(), passing(), passing())
+    assert scenario.phase is Phase.PROMOTED
+    assert scenario.condition("Ready").status is True
+
+
+def test_a_restored_release_degraded_by_its_deadline_serves_as_rolled_back_once_available() -> None:
+    scenario = v2_analysing()
+    scenario.checks(failing(), failing(), failing())
+    scenario.deadline_exceeded()
+    assert scenario.phase is Phase.DEGRADED
+    scenario.available()
+    assert scenario.phase is Phase.ROLLED_BACK
+    assert scenario.target == V1
+
+
+def test_a_degraded_release_that_failed_its_analysis_stays_degraded_while_it_serves() -> None:
+    scenario = first_version_analysing()
+    scenario.checks(failing(), failing(), failing())
+    scenario.available()
+    assert scenario.phase is Phase.DEGRADED
+
+
+def test_retry_after_a_missed_deadline_restarts_the_rollout_instead_of_degrading_again() -> None:
+    scenario = Scenario(V1)
+    scenario.round()
+    scenario.deadline_exceeded()
+    first_start = scenario.facts.rollout_started_at
+    scenario.now += timedelta(seconds=60)
+    decision = scenario.act(Action.RETRY)  # the Deployment still reports the old deadline
+    assert [e.reason for e in decision.events] == [Reason.RETRY_REQUESTED]
+    assert scenario.phase is Phase.PROGRESSING
+    assert scenario.facts.rollout_started_at == scenario.now != first_start
+    assert (scenario.facts.retries, decision.target_id) == (1, release_id(V1, retries=1))
+    assert scenario.wait(5).events == ()  # the new template's pods are on their way
+    scenario.available()
+    assert scenario.phase is Phase.ANALYZING
+    assert scenario.count(Reason.PROGRESS_DEADLINE_EXCEEDED) == 1
 
 
 # --- one step back only: the first version, and a restored release that fails too -----------------
@@ -619,7 +759,7 @@ def test_a_second_version_over_a_never_promoted_first_is_degraded_too() -> None:
 
 def test_a_restored_release_that_fails_too_is_degraded_and_never_flip_flops() -> None:
     scenario = v2_rolled_back()
-    decision = scenario.checks(failing(), failing(), failing())[-1]
+    decision = scenario.check(failing())  # watched like a promoted release: one clear breach
     assert decision.target == V1
     assert decision.events[-1].reason == Reason.RESTORED_RELEASE_FAILED
     assert decision.events[-1].message.startswith(
@@ -637,10 +777,16 @@ def test_a_restored_release_that_fails_too_is_degraded_and_never_flip_flops() ->
 # --- watching after promotion ----------------------------------------------------------------
 
 
-def test_a_promoted_version_is_still_watched_over_the_recent_window() -> None:
+def test_a_promoted_version_is_watched_on_the_labels_since_the_previous_check() -> None:
     scenario = v2_stable()
     plan = check_due(scenario.facts, ANALYSIS, scenario.next_check_at())
-    assert plan == QueryPlan(cumulative=False, range_seconds=ANALYSIS.window)
+    assert plan == QueryPlan(
+        cumulative=False, range_seconds=ANALYSIS.interval, window_seconds=ANALYSIS.window
+    )
+    late = scenario.next_check_at() + timedelta(seconds=12)
+    assert check_due(scenario.facts, ANALYSIS, late) == QueryPlan(
+        False, ANALYSIS.interval + 12, ANALYSIS.window
+    )
 
 
 def test_passing_checks_after_promotion_promote_nothing_again() -> None:
@@ -661,7 +807,7 @@ def test_passing_checks_of_a_restored_release_leave_it_rolled_back() -> None:
 
 def test_a_later_breach_of_a_promoted_version_reverts_to_the_previously_promoted_release() -> None:
     scenario = v2_stable()
-    scenario.checks(passing(), passing(), failing(), failing())
+    scenario.checks(passing(), passing())
     assert scenario.target == V2
     decision = scenario.check(failing(value=0.71))
     assert decision.target == V1
@@ -670,11 +816,12 @@ def test_a_later_breach_of_a_promoted_version_reverts_to_the_previously_promoted
     assert scenario.only(Reason.ROLLED_BACK).message.startswith(
         "rolled back from v2 to v1: v2 failed analysis after promotion: accuracy 0.710"
     )
-    assert 'version="v2"}[300s]' in scenario.only(Reason.ROLLED_BACK).message
+    assert 'version="v2"' in scenario.only(Reason.ROLLED_BACK).message
+    assert "evidence of a drop below 0.90" in scenario.only(Reason.ROLLED_BACK).message
     assert (scenario.facts.history[0].release, scenario.facts.history[0].outcome) == (V2, "failed")
     scenario.available()
     assert scenario.phase is Phase.ROLLED_BACK
-    scenario.checks(failing(), failing(), failing())
+    scenario.check(failing())
     assert scenario.phase is Phase.DEGRADED
     assert scenario.condition("Degraded").reason == Reason.RESTORED_RELEASE_FAILED
     assert scenario.count(Reason.ROLLED_BACK) == 1
@@ -682,7 +829,7 @@ def test_a_later_breach_of_a_promoted_version_reverts_to_the_previously_promoted
 
 def test_a_later_breach_of_the_only_promoted_release_is_degraded() -> None:
     scenario = v1_stable()
-    decision = scenario.checks(failing(), failing(), failing())[-1]
+    decision = scenario.check(failing())
     assert decision.target == V1
     assert scenario.phase is Phase.DEGRADED
     assert scenario.condition("Degraded").reason == Reason.NO_STABLE_RELEASE
@@ -693,13 +840,13 @@ def test_a_later_breach_of_the_only_promoted_release_is_degraded() -> None:
 
 def test_a_later_breach_never_reverts_to_a_release_that_failed_since_its_promotion() -> None:
     scenario = v2_stable()
-    scenario.checks(failing(), failing(), failing())  # v2 breaches after promotion: back to v1
+    scenario.check(failing())  # v2 breaches after promotion: back to v1
     scenario.available()
     scenario.spec(V3)
     scenario.available()
     scenario.checks(passing(), passing(), passing())
     assert scenario.facts.stable == V3
-    scenario.checks(failing(), failing(), failing())  # v3 breaches: v1 is the last good one
+    scenario.check(failing())  # v3 breaches: v1 is the last good one
     assert scenario.target == V1
     assert scenario.facts.stable == V1
 
@@ -728,11 +875,13 @@ def test_check_due_weighs_everything_since_serving_before_promotion() -> None:
     assert serving is not None
     interval = timedelta(seconds=ANALYSIS.interval)
     assert check_due(scenario.facts, ANALYSIS, serving + interval - timedelta(seconds=1)) is None
-    assert check_due(scenario.facts, ANALYSIS, serving + interval) == QueryPlan(True, ANALYSIS.interval)
+    since = ANALYSIS.interval
+    assert check_due(scenario.facts, ANALYSIS, serving + interval) == QueryPlan(True, since, since)
     scenario.check(inconclusive())
     assert check_due(scenario.facts, ANALYSIS, serving + 2 * interval - timedelta(seconds=1)) is None
     late = serving + 2 * interval + timedelta(seconds=7)
-    assert check_due(scenario.facts, ANALYSIS, late) == QueryPlan(True, 2 * ANALYSIS.interval + 7)
+    since = 2 * ANALYSIS.interval + 7
+    assert check_due(scenario.facts, ANALYSIS, late) == QueryPlan(True, since, since)
 
 
 def test_no_check_is_due_while_a_release_rolls_out() -> None:
@@ -752,8 +901,8 @@ def test_a_check_that_was_not_due_is_not_counted() -> None:
 
 def test_the_last_check_is_recorded_with_its_numbers_and_query() -> None:
     scenario = v2_analysing()
-    outcome = failing(value=0.85, samples=340)
-    scenario.check(outcome)
+    scenario.check(failing(value=0.85, samples=340))
+    outcome = judge(failing(value=0.85, samples=340), ANALYSIS.criteria)
     record = scenario.facts.last_check
     assert record is not None
     assert (record.time, record.verdict, record.value, record.samples) == (
@@ -767,14 +916,12 @@ def test_the_last_check_is_recorded_with_its_numbers_and_query() -> None:
         round(outcome.upper, 4),
         outcome.reason,
     )
-    assert record.query.startswith(
-        'label_replace(sum(increase(vigil_model_feedback_correct_total{namespace="ml"'
-    )
+    assert 'vigil_model_feedback_correct_total{namespace="ml", model="iris", version="v2"}' in record.query
 
 
 def test_the_last_check_keeps_four_decimals_for_status() -> None:
     scenario = v2_analysing()
-    scenario.check(failing(value=0.8512345678, samples=340.123))
+    scenario.check(Measurement(value=0.8512345678, correct=0.8512345678 * 340.123, samples=340.123))
     record = scenario.facts.last_check
     assert record is not None
     assert (record.value, record.samples) == (0.8512, 340.1)
@@ -856,12 +1003,12 @@ def test_a_crash_before_the_deployment_was_patched_does_not_roll_back_twice() ->
     scenario = v2_analysing()
     scenario.checks(failing(), failing(), failing())
     restarted = replace(scenario, facts=scenario.stored(scenario.facts), decisions=[], events=[])
-    restarted.deployment = ObservedDeployment(V2, available=True, deadline_exceeded=False)
+    restarted.deployment = ObservedDeployment(release_id(V2), available=True, deadline_exceeded=False)
     for _ in range(3):
         decision = restarted.wait(2)
         assert decision.target == V1
         assert decision.events == ()
-        restarted.deployment = ObservedDeployment(V2, available=True, deadline_exceeded=False)
+        restarted.deployment = ObservedDeployment(release_id(V2), available=True, deadline_exceeded=False)
 
 
 def test_a_round_lost_before_its_status_was_written_decides_the_same_again() -> None:
@@ -873,7 +1020,7 @@ def test_a_round_lost_before_its_status_was_written_decides_the_same_again() -> 
         facts=scenario.facts,
         observed=scenario.deployment,
         now=scenario.next_check_at(),
-        check=failing(),
+        measurement=failing(),
         query="q",
     )
     assert decide(inputs) == decide(inputs)
@@ -1011,3 +1158,56 @@ def test_metrics_unavailable_is_reported_once_per_outage(steps: list[str]) -> No
         reported = Reason.METRICS_UNAVAILABLE in [e.reason for e in decision.events]
         assert reported == (new_error and decision.facts.streaks.errors == ANALYSIS.error_limit)
         previous_check = check
+
+
+# --- the watch of a promoted version ------------------------------------------------------------
+
+
+def test_after_promotion_small_drops_accumulate_until_the_watch_reverts() -> None:
+    """30 s checks with 10 labels each at 0.80: no single check fails, the evidence adds up."""
+    scenario = v2_stable()
+    assert scenario.facts.watch == WatchState()
+    for _ in range(200):
+        decision = scenario.check(labelled(0.8, 10))
+        if scenario.facts.failed_version == "v2":
+            break
+    assert decision.target == V1
+    assert scenario.count(Reason.ANALYSIS_FAILED) == 1  # the breach itself: no streak to build
+    assert scenario.only(Reason.ANALYSIS_FAILED).message.startswith("check failed (evidence limit reached)")
+    assert scenario.facts.watch == WatchState()  # the restored release is watched afresh
+    assert 10 < len(scenario.decisions) - 20 < 200
+
+
+def test_a_healthy_promoted_version_is_never_failed_by_a_lull_or_an_outage() -> None:
+    scenario = v2_stable()
+    scenario.checks(labelled(0.9, 10), erroring(), inconclusive(0), labelled(1.0, 10))
+    assert scenario.phase is Phase.PROMOTED
+    assert scenario.facts.watch.samples == 20
+    assert scenario.count(Reason.ANALYSIS_FAILED) == 0
+
+
+def test_the_watch_survives_an_operator_restart() -> None:
+    straight = v2_stable()
+    restarted = v2_stable(restart_every_round=True)
+    for scenario in (straight, restarted):
+        scenario.checks(*[labelled(0.82, 10)] * 5)
+    assert restarted.facts.watch.statistic == pytest.approx(straight.facts.watch.statistic, abs=1e-3)
+    assert restarted.facts.watch.samples == straight.facts.watch.samples == 50
+
+
+def test_a_new_rollout_and_a_retry_start_a_fresh_watch() -> None:
+    scenario = v2_stable()
+    scenario.checks(*[labelled(0.82, 10)] * 3)
+    assert scenario.facts.watch.statistic > 0
+    scenario.spec(V3)
+    assert scenario.facts.watch == WatchState()
+
+
+def test_a_custom_query_after_promotion_still_counts_failing_checks() -> None:
+    custom = replace(ANALYSIS, query="avg(my_accuracy)")
+    scenario = v2_stable(analysis=custom)
+    scenario.checks(Measurement(value=0.5), Measurement(value=0.5))
+    assert scenario.target == V2
+    assert scenario.facts.streaks.failures == 2
+    scenario.check(Measurement(value=0.5))
+    assert scenario.target == V1

@@ -108,7 +108,7 @@ def test_a_minimal_spec_gets_the_documented_defaults() -> None:
     assert (analysis.after_promotion, analysis.error_limit, analysis.confidence) == (True, 5, 0.95)
     assert analysis.query_timeout == 10.0
     assert analysis.builtin
-    assert (spec.replicas, spec.progress_deadline_seconds) == (1, 600)
+    assert (spec.replicas, spec.progress_deadline_seconds) == (None, 600)  # None: never written
     assert (spec.resources, spec.pod_labels, spec.pod_annotations) == ({}, {}, {})
 
 

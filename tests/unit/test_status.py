@@ -21,9 +21,10 @@ from unit.scenario import (
     v1_stable,
     v2_analysing,
     v2_rolled_back,
+    v2_stable,
 )
 
-from vigil_operator.analysis import Streaks, Verdict
+from vigil_operator.analysis import Streaks, Verdict, WatchState
 from vigil_operator.decisions import CheckRecord, Facts, HistoryEntry, Phase, Reason, phase_of
 from vigil_operator.releases import Release
 from vigil_operator.status import (
@@ -36,7 +37,7 @@ from vigil_operator.status import (
     to_timestamp,
 )
 
-CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "RolledBack"]
+CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "RolledBack", "Reconciling", "Stalled"]
 
 
 def conditions(facts: Facts, desired: Release = V2) -> dict[str, Condition]:
@@ -161,7 +162,10 @@ def test_status_shows_versions_phase_and_the_last_check() -> None:
     assert status["lastCheck"]["value"] == 0.85
     assert status["lastCheck"]["query"].startswith("label_replace(")
     assert status["lastCheck"]["time"] == to_timestamp(scenario.now)
-    assert status["message"].startswith("analysing v2: accuracy 0.850 < threshold 0.90")
+    assert status["message"].startswith(
+        "analysing v2: accuracy 0.850 (95% interval 0.816 to 0.879) < threshold"
+    )
+    assert status["watch"] == {"statistic": 0.0, "samples": 0, "seconds": 0.0}  # not promoted yet
     assert [c["type"] for c in status["conditions"]] == CONDITION_TYPES
     assert all(c["observedGeneration"] == 7 for c in status["conditions"])
 
@@ -209,6 +213,8 @@ def test_conditions_while_a_release_rolls_out() -> None:
         "Progressing": (True, "RolloutInProgress"),
         "Degraded": (False, "AsExpected"),
         "RolledBack": (False, "NotRolledBack"),
+        "Reconciling": (True, "RolloutInProgress"),
+        "Stalled": (False, "AsExpected"),
     }
 
 
@@ -219,8 +225,11 @@ def test_conditions_while_a_release_is_analysed() -> None:
         "Progressing": (True, "Analyzing"),
         "Degraded": (False, "AsExpected"),
         "RolledBack": (False, "NotRolledBack"),
+        "Reconciling": (True, "Analyzing"),
+        "Stalled": (False, "AsExpected"),
     }
     assert conditions(facts)["Progressing"].message == "v2: Analyzing"
+    assert conditions(facts)["Reconciling"].message == "v2: Analyzing"
 
 
 def test_ready_once_the_spec_version_is_promoted_and_serving() -> None:
@@ -230,6 +239,8 @@ def test_ready_once_the_spec_version_is_promoted_and_serving() -> None:
         "Progressing": (False, "Idle"),
         "Degraded": (False, "AsExpected"),
         "RolledBack": (False, "NotRolledBack"),
+        "Reconciling": (False, "Idle"),
+        "Stalled": (False, "AsExpected"),
     }
     assert conditions(facts, desired=V1)["Ready"].message == "v1 is stable and serving"
 
@@ -245,6 +256,8 @@ def test_conditions_after_a_rollback() -> None:
         "Progressing": (False, "Idle"),
         "Degraded": (False, "AsExpected"),
         "RolledBack": (True, "AnalysisFailed"),
+        "Reconciling": (False, "Stalled"),
+        "Stalled": (True, "AnalysisFailed"),
     }
     assert conditions(facts)["RolledBack"].message == "v2 was rolled back to v1"
 
@@ -266,6 +279,8 @@ def test_metrics_unavailable_is_a_degraded_condition_that_leaves_the_phase_alone
         "Progressing": (False, "Idle"),
         "Degraded": (True, "MetricsUnavailable"),
         "RolledBack": (False, "NotRolledBack"),
+        "Reconciling": (False, "Stalled"),
+        "Stalled": (True, "MetricsUnavailable"),
     }
 
 
@@ -277,6 +292,109 @@ def test_a_reason_to_degrade_wins_over_metrics_unavailable() -> None:
         streaks=Streaks(errors=ANALYSIS.error_limit),
     )
     assert shown(facts)["Degraded"] == (True, "RestoredReleaseFailed")
+
+
+# --- kstatus's own conditions: Reconciling and Stalled ------------------------------------------
+# kstatus reads only these for a custom kind (Reconciling=True: InProgress, Stalled=True:
+# Failed, neither: Current); tests/e2e/test_kstatus.py runs kstatus itself on live objects.
+
+
+def kstatus_conditions(facts: Facts, desired: Release = V2) -> tuple[tuple[bool, str], tuple[bool, str]]:
+    shown_conditions = shown(facts, desired)
+    return shown_conditions["Reconciling"], shown_conditions["Stalled"]
+
+
+@pytest.mark.parametrize(
+    ("facts", "desired", "reconciling", "stalled"),
+    [
+        (Facts(current=V1, rollout_started_at=T0), V1, (True, "RolloutInProgress"), (False, "AsExpected")),
+        (Facts(current=V2, stable=V1, serving_since=T0), V2, (True, "Analyzing"), (False, "AsExpected")),
+        (Facts(current=V1, stable=V1, serving_since=T0), V1, (False, "Idle"), (False, "AsExpected")),
+        (
+            # Restoring the stable release after a rollback: the operator is still at work.
+            Facts(current=V1, stable=V1, failed_version="v2", rollback_reason=Reason.ANALYSIS_FAILED),
+            V2,
+            (True, "RolloutInProgress"),
+            (False, "AsExpected"),
+        ),
+        (
+            Facts(
+                current=V1,
+                stable=V1,
+                serving_since=T0,
+                failed_version="v2",
+                rollback_reason=Reason.PROGRESS_DEADLINE_EXCEEDED,
+            ),
+            V2,
+            (False, "Stalled"),
+            (True, "ProgressDeadlineExceeded"),
+        ),
+        (
+            Facts(current=V1, serving_since=T0, degraded_reason=Reason.NO_STABLE_RELEASE),
+            V1,
+            (False, "Stalled"),
+            (True, "NoStableRelease"),
+        ),
+        (
+            Facts(current=V1, stable=V1, serving_since=T0, degraded_reason=Reason.RESTORED_RELEASE_FAILED),
+            V2,
+            (False, "Stalled"),
+            (True, "RestoredReleaseFailed"),
+        ),
+    ],
+    ids=["rolling out", "analysing", "promoted", "restoring", "rolled back", "no stable", "restored failed"],
+)
+def test_reconciling_while_the_operator_works_stalled_when_a_person_must_act(
+    facts: Facts, desired: Release, reconciling: tuple[bool, str], stalled: tuple[bool, str]
+) -> None:
+    assert kstatus_conditions(facts, desired) == (reconciling, stalled)
+
+
+def test_stalled_after_a_rollback_says_what_failed_and_how_to_move_on() -> None:
+    facts = Facts(
+        current=V1, stable=V1, serving_since=T0, failed_version="v2", rollback_reason=Reason.ANALYSIS_FAILED
+    )
+    stalled = conditions(facts)["Stalled"]
+    assert stalled.message == message_of(facts, V2)
+    assert "v2 was rolled back (AnalysisFailed)" in stalled.message
+    assert "vigil.dev/action=retry" in stalled.message
+
+
+def test_metrics_unavailable_while_analysing_stalls_until_a_check_reads_data_again() -> None:
+    analysing = Facts(current=V2, stable=V1, serving_since=T0)
+    blind = replace(analysing, streaks=Streaks(errors=ANALYSIS.error_limit))
+    assert kstatus_conditions(blind) == ((False, "Stalled"), (True, "MetricsUnavailable"))
+    assert conditions(blind)["Stalled"].message == conditions(blind)["Degraded"].message
+    assert "keeping v2" in conditions(blind)["Stalled"].message
+    # Progressing keeps saying what the phase is; only kstatus's pair says a person must act.
+    assert shown(blind)["Progressing"] == (True, "Analyzing")
+    recovered = replace(blind, streaks=Streaks(passes=1))
+    assert kstatus_conditions(recovered) == ((True, "Analyzing"), (False, "AsExpected"))
+
+
+def test_a_rollback_with_no_data_stalls_on_the_degraded_reason() -> None:
+    facts = Facts(
+        current=V1,
+        stable=V1,
+        serving_since=T0,
+        failed_version="v2",
+        rollback_reason=Reason.ANALYSIS_FAILED,
+        streaks=Streaks(errors=ANALYSIS.error_limit),
+    )
+    assert kstatus_conditions(facts)[1] == (True, "MetricsUnavailable")
+
+
+@settings(max_examples=300, deadline=None)
+@given(facts=all_facts)
+def test_reconciling_and_stalled_follow_the_other_conditions(facts: Facts) -> None:
+    by_type = conditions(facts)
+    reconciling, stalled = by_type["Reconciling"], by_type["Stalled"]
+    assert not (reconciling.status and stalled.status), "kstatus would take whichever comes first"
+    assert stalled.status == (by_type["Degraded"].status or phase_of(facts) is Phase.ROLLED_BACK)
+    assert reconciling.status == (by_type["Progressing"].status and not stalled.status)
+    if stalled.status:
+        assert stalled.reason, "a person must act: say why"
+        assert stalled.message, "a person must act: say why"
 
 
 # --- lastTransitionTime ---------------------------------------------------------------------
@@ -307,6 +425,8 @@ def test_a_condition_that_flips_gets_a_new_transition_time_and_the_others_keep_t
         "Progressing": to_timestamp(later),
         "Degraded": to_timestamp(T0),
         "RolledBack": to_timestamp(T0),
+        "Reconciling": to_timestamp(later),
+        "Stalled": to_timestamp(T0),
     }
     reasons = {c["type"]: c["reason"] for c in second["conditions"]}
     assert reasons["Ready"] == "Promoted"
@@ -326,3 +446,19 @@ def test_the_status_is_plain_json() -> None:
     facts = v2_rolled_back().facts
     status = status_of(facts, ANALYSIS, V2, 1, T0)
     assert json.loads(json.dumps(status)) == status
+
+
+def test_the_watch_of_a_promoted_release_round_trips_through_status() -> None:
+    scenario = v2_stable()
+    scenario.checks(failing(value=0.86, samples=10), failing(value=0.84, samples=10))
+    status = status_of(scenario.facts, ANALYSIS, V2, generation=7, now=scenario.now)
+    assert status["watch"]["samples"] == 20
+    assert status["watch"]["statistic"] > 0
+    assert facts_from_status(json.loads(json.dumps(status))).watch == scenario.facts.watch
+
+
+@pytest.mark.parametrize(
+    "stored", [{"statistic": "x"}, {"statistic": -1}, {"samples": float("nan")}, {"seconds": None}]
+)
+def test_an_unreadable_watch_restarts_it_instead_of_failing(stored: dict) -> None:
+    assert facts_from_status({"watch": stored}).watch == WatchState()

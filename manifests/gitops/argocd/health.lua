@@ -3,8 +3,10 @@
 -- argocd-cm.yaml; tests/unit/test_argocd_health.py runs it against real status objects.
 --   Healthy      the version in git is promoted and serving (Ready=True)
 --   Progressing  not observed yet, rolling out, or analysing
---   Degraded     rolled back (git names a version that failed), Degraded=True (no metrics,
---                nothing to revert to, restored release failed too), or an invalid spec
+--   Degraded     Stalled=True: a person must act (rolled back: git names a version that
+--                failed; Degraded: no metrics, nothing to revert to, restored release failed
+--                too, Deployment refused), or an invalid spec. Degraded and RolledBack are
+--                read too, for a status that an operator older than Stalled wrote.
 local hs = {}
 
 local function find(conditions, kind)
@@ -50,7 +52,13 @@ local ready = find(conditions, "Ready")
 local degraded = find(conditions, "Degraded")
 local rolled_back = find(conditions, "RolledBack")
 local progressing = find(conditions, "Progressing")
+local stalled = find(conditions, "Stalled")
 
+if is_true(stalled) then
+  hs.status = "Degraded"
+  hs.message = (stalled.reason or "Stalled") .. ": " .. text(stalled, status.message)
+  return hs
+end
 if is_true(degraded) then
   hs.status = "Degraded"
   hs.message = (degraded.reason or "Degraded") .. ": " .. text(degraded, status.message)

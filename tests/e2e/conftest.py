@@ -83,7 +83,7 @@ class Stack:
     processes: ProcessGroup
     prometheus: LocalPrometheus
     kubelet: LocalKubelet
-    traffic: TrafficGenerator
+    traffic: TrafficGenerator | None  # None where a test sends its own labels (the soak)
     operator: LocalProcess | None = None
     operator_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -177,6 +177,27 @@ def promoted(version: str) -> Callable[[dict[str, Any]], bool]:
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The soak test runs last: it only collects the outcome of the run started with the session."""
+    items.sort(key=lambda item: item.get_closest_marker("soak") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def soak(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models: dict[str, TrainedModel]
+) -> Iterator[Any]:
+    """Start the soak (tests/e2e/test_steady_state.py) as the e2e session begins, when it was
+    collected, so its ten minutes overlap the other tests instead of adding to them."""
+    if not any(item.get_closest_marker("soak") for item in request.session.items):
+        yield None
+        return
+    from e2e.test_steady_state import SoakRun
+
+    run = SoakRun(tmp_path_factory.mktemp("soak"), models["good"]).start()
+    yield run
+    run.stop()
 
 
 @pytest.fixture

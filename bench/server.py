@@ -9,6 +9,7 @@ MLServer gets its own virtualenv under .work/bench/ (uvloop<0.20: with uvloop 0.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -283,6 +284,8 @@ def main() -> None:
             MODEL_NAME,
             "--model-version",
             "1",
+            "--sha256",
+            hashlib.sha256(model_path.read_bytes()).hexdigest(),
         ]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
         with running(name, argv, port) as url:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vigil_model_server.errors import ApiError, malformed
+from vigil_model_server.auth import FeedbackToken
+from vigil_model_server.errors import ApiError, malformed, too_large
 from vigil_model_server.metrics import CONTENT_TYPE, Metrics
 from vigil_model_server.predictor import PREDICT
 from vigil_model_server.protocol import v1, v2
@@ -27,20 +29,40 @@ log = logging.getLogger("vigil_model_server")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+# After a 413 the server still reads (and drops) up to this much of the body, for this long, before
+# it closes the connection: a client that sends its whole body before reading gets the 413, where
+# closing with unread bytes would make the kernel reset the connection under it.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_SECONDS = 5.0
 
-def json_response(content: Any, status: int = 200) -> Response:
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """`content` as JSON; numpy arrays are written by orjson directly."""
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """The Open Inference Protocol's error document."""
-    return json_response({"error": message}, status)
+    return json_response({"error": message}, status, headers)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared `application/json`.
+
+    A browser sends a cross-site form (urlencoded, multipart, text/plain) without asking first;
+    requiring JSON makes it ask (a CORS preflight), which this server never grants.
+    """
+    declared = request.headers.get("content-type", "")
+    if declared.partition(";")[0].strip().lower() != "application/json":
+        shown = repr(declared) if declared else "none"
+        message = f"send the body as JSON with Content-Type: application/json (the request had {shown})"
+        raise ApiError(415, message)
 
 
 async def read_json(request: Request, limit: int) -> object:
-    """The body parsed as JSON; 413 past `limit` bytes (checked before reading it), 400 if not JSON."""
+    """The body parsed as JSON: 415 unless declared as JSON, 413 past `limit` bytes, 400 if not JSON."""
+    require_json(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
@@ -64,15 +86,13 @@ async def read_json(request: Request, limit: int) -> object:
 
 
 def _too_large(size: int, limit: int) -> ApiError:
-    return ApiError(
-        413, f"the body has {size}+ bytes; the limit is {limit} (MAX_BODY_BYTES); send fewer rows"
-    )
+    return too_large(f"the body has {size}+ bytes; the limit is {limit} (MAX_BODY_BYTES); send fewer rows")
 
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
     """The ASGI application serving `settings.model_uri`; the model loads when the app starts."""
     state = ServerState(settings, metrics or Metrics(settings.model_name, settings.model_version))
-    handlers = _Handlers(state)
+    handlers = _Handlers(state, FeedbackToken(settings.feedback_token_file))
 
     def route(path: str, endpoint: str, handler: Handler, method: str) -> Route:
         return Route(path, _Endpoint(endpoint, handler, state.metrics), methods=[method])
@@ -98,6 +118,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_: object) -> AsyncIterator[None]:
+        if settings.feedback_token_file is None:
+            log.warning(
+                "feedback is unauthenticated: anyone who reaches /feedback can label predictions and so "
+                "decide rollouts; set --feedback-token-file (MODEL_FEEDBACK_TOKEN_FILE)"
+            )
         state.start_loading()
         yield
         log.info("stopped serving %s version %s", settings.model_name, settings.model_version)
@@ -144,19 +169,46 @@ class _Endpoint:
         try:
             response = await self._handler(request)
         except ApiError as error:
-            response = error_response(error.status, error.message)
+            response = error_response(error.status, error.message, error.headers)
         except Exception:
             log.exception("internal error on %s %s", request.method, request.url.path)
             response = error_response(500, "internal error; the server log has the details")
         self._metrics.observe_request(self._name, response.status_code, time.perf_counter() - started)
-        await response(scope, receive, send)
+        if response.status_code == 413:
+            await _answer_then_drain(response, request, send)
+        else:
+            await response(scope, receive, send)
+
+
+async def _answer_then_drain(response: Response, request: Request, send: Send) -> None:
+    """Send `response` (413), read and drop the rest of the body within bounds, then close.
+
+    A client that asked `Expect: 100-continue` has sent nothing yet and reads the 413 instead.
+    """
+    response.headers["connection"] = "close"
+    start = {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": response.body, "more_body": True})
+    if request.headers.get("expect", "").lower() != "100-continue":
+        drained = 0
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                while drained < LINGER_BYTES:
+                    message = await request.receive()
+                    drained += len(message.get("body", b""))
+                    if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            pass
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _Handlers:
     """One method per endpoint: parse with a protocol adapter, call the service, format the answer."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, token: FeedbackToken) -> None:
         self._state = state
+        self._token = token
         self._settings = state.settings
         self._version = package_version("vigil-model-server")
 
@@ -205,6 +257,7 @@ class _Handlers:
     async def feedback(self, request: Request) -> Response:
         params = request.path_params
         service = self._state.service_for(params["name"], params.get("version"))
+        self._token.check(request.headers.get("authorization"))
         parsed = v2.parse_feedback_request(await read_json(request, self._settings.max_body_bytes))
         if parsed.rows is not None:
             scored = await service.feedback_for_rows(parsed.rows, parsed.labels)

@@ -18,12 +18,25 @@ class PredictionCache:
         self._entries: OrderedDict[str, np.ndarray | None] = OrderedDict()
         self._rows = 0
 
+    def check_new(self, response_id: str) -> None:
+        """409 if `response_id` is remembered already (awaiting labels or labelled): ids are never reused."""
+        if response_id in self._entries:
+            raise ApiError(
+                409,
+                f"id {response_id!r} belongs to a recent prediction already; give each request its own id "
+                "(or none: the server makes a random one)",
+            )
+
     def remember(self, response_id: str, predictions: np.ndarray) -> None:
-        """Keep `predictions` for feedback by `response_id` (not if larger than the whole cache)."""
+        """Keep a copy of `predictions` for feedback by `response_id` (not if larger than the whole cache).
+
+        A copy, because `predictions` may be a view into a whole batch's output, which it would pin.
+        An id remembered already is refused (409), so a labelled id is never opened again.
+        """
+        self.check_new(response_id)
         if len(predictions) > self.max_rows:
             return
-        self._forget(response_id)
-        self._entries[response_id] = predictions
+        self._entries[response_id] = predictions.copy()
         self._rows += len(predictions)
         while self._rows > self.max_rows:
             _, evicted = self._entries.popitem(last=False)

@@ -1,34 +1,67 @@
 """Fetch a model file, check its sha256, deserialise it and check it is a fitted estimator.
 
 Runs once, in a background thread, so the server answers liveness probes while it works.
-scikit-learn is imported here and not at start-up: importing it takes about a second.
+The file is read (or downloaded) into memory once, and the bytes that were hashed are the bytes
+that are deserialised: nothing is opened again by path after the checksum, so a file swapped
+meanwhile cannot run. scikit-learn is imported here and not at start-up: importing it takes
+about a second.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import random
+import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from vigil_model_server.redaction import redact_text, redact_uri
+
 JOBLIB_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIXES = (".skops",)
 # Names looked for when the URI is a directory (the KServe and MLServer convention).
 DIRECTORY_CANDIDATES = ("model.joblib", "model.pkl", "model.pickle", "model.skops")
-DOWNLOAD_TIMEOUT_SECONDS = 120.0
+MAX_REDIRECTS = 10
+# Waits between download attempts: 0.5 s, 1 s, 2 s, ... up to 30 s, each with jitter, so the
+# replicas of a Deployment do not all knock on a store that is coming back at the same moment.
+FIRST_RETRY_DELAY_SECONDS = 0.5
+LONGEST_RETRY_DELAY_SECONDS = 30.0
+# Answers that may be different a moment later; any other status is final.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class LoadError(Exception):
     """The model cannot be served; the message says which file and why, in one line."""
 
 
+class StoreUnavailable(LoadError):
+    """The model store did not answer (refused, timed out, 5xx): it may later, so worth a retry."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a model file must satisfy and how long and how much fetching it may take."""
+
+    sha256: str | None = None
+    skops_trusted: tuple[str, ...] = ()
+    allow_unpinned_pickle: bool = False
+    max_bytes: int = 2 * 1024**3
+    download_timeout_seconds: float = 300.0
+    download_retry_seconds: float = 300.0
+
+
+DEFAULT_OPTIONS = LoadOptions()
+
+
 @dataclass(frozen=True)
 class LoadedModel:
-    """A fitted estimator and where it came from."""
+    """A fitted estimator and where it came from (`source` is the URI without its secrets)."""
 
     estimator: Any
     source: str
@@ -37,42 +70,63 @@ class LoadedModel:
 
 
 def load_model(
-    uri: str, expected_sha256: str | None = None, skops_trusted: tuple[str, ...] = ()
+    uri: str,
+    options: LoadOptions = DEFAULT_OPTIONS,
+    on_retry: Callable[[str], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> LoadedModel:
     """Load the model at `uri` (file://, a path, a directory or http(s)://).
 
-    The checksum is compared before anything is deserialised. Raises LoadError.
+    The checksum is compared before anything is deserialised. A download that fails for a reason
+    that may pass is retried with backoff for `options.download_retry_seconds`; `on_retry` gets
+    each failure, and StoreUnavailable is raised once that time is up. Raises LoadError.
     """
-    scheme = urllib.parse.urlsplit(uri).scheme.lower()
-    source: Path | bytes
+    shown = redact_uri(uri)
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        model_format = _format_of(uri, urllib.parse.urlsplit(uri).path)
-        source = _download(uri)
-        digest = hashlib.sha256(source).hexdigest()
+        model_format = _format_of(shown, parts.path)
+        _check_pinned(shown, model_format, options)
+        content = _download_with_retries(uri, shown, options, on_retry, sleep)
     elif scheme in ("", "file"):
-        source = _local_path(uri)
-        model_format = _format_of(uri, source.name)
-        digest = _file_sha256(uri, source)
+        path = _local_path(uri, shown)
+        model_format = _format_of(shown, path.name)
+        _check_pinned(shown, model_format, options)
+        content = _read_file(shown, path, options.max_bytes)
     else:
         raise LoadError(
-            f"{uri}: unsupported URI scheme {scheme + '://'!r}; use file://, a path, http:// or https:// "
+            f"{shown}: unsupported URI scheme {scheme + '://'!r}; use file://, a path, http:// or https:// "
             "(copy objects from S3 or GCS with an init container)"
         )
-    if expected_sha256 is not None and digest != expected_sha256:
+    digest = _sha256_hex(content)
+    if options.sha256 is not None and digest != options.sha256:
         raise LoadError(
-            f"{uri}: sha256 mismatch: expected {expected_sha256}, file has {digest}; refusing to load"
+            f"{shown}: sha256 mismatch: expected {options.sha256}, file has {digest}; refusing to load"
         )
-    estimator = _deserialise(uri, source, model_format, skops_trusted)
-    _check_estimator(uri, estimator)
-    return LoadedModel(estimator=estimator, source=uri, format=model_format, sha256=digest)
+    estimator = _deserialise(shown, content, model_format, options.skops_trusted)
+    _check_estimator(shown, estimator)
+    return LoadedModel(estimator=estimator, source=shown, format=model_format, sha256=digest)
 
 
-def _local_path(uri: str) -> Path:
+def _check_pinned(shown: str, model_format: str, options: LoadOptions) -> None:
+    if model_format == "joblib" and options.sha256 is None and not options.allow_unpinned_pickle:
+        raise LoadError(
+            f"{shown}: loading a joblib or pickle file runs code from it, so it needs its sha256 "
+            "(--sha256, MODEL_SHA256, spec.model.sha256); save it with skops instead, or allow "
+            "unpinned pickles with --allow-unpinned-pickle (MODEL_ALLOW_UNPINNED_PICKLE=true)"
+        )
+
+
+def _sha256_hex(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _local_path(uri: str, shown: str) -> Path:
     if uri.lower().startswith("file:"):
         parts = urllib.parse.urlsplit(uri)
         if parts.netloc not in ("", "localhost"):
             raise LoadError(
-                f"{uri}: file:// URIs must name a local file (file:///path), not host {parts.netloc!r}"
+                f"{shown}: file:// URIs must name a local file (file:///path), not host {parts.netloc!r}"
             )
         path = Path(urllib.parse.unquote(parts.path))
     else:
@@ -82,88 +136,180 @@ def _local_path(uri: str) -> Path:
         if len(found) != 1:
             what = "no" if not found else "more than one"
             raise LoadError(
-                f"{uri}: directory has {what} model file; expected one of {', '.join(DIRECTORY_CANDIDATES)}"
+                f"{shown}: directory has {what} model file; expected one of {', '.join(DIRECTORY_CANDIDATES)}"
             )
         path = found[0]
     if not path.is_file():
-        raise LoadError(f"{uri}: no such file ({path})")
+        raise LoadError(f"{shown}: no such file ({path})")
     return path
 
 
-def _download(url: str) -> bytes:
-    try:
-        response = httpx.get(url, timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True)
-    except httpx.HTTPError as error:
-        raise LoadError(f"{url}: download failed: {error}") from error
-    if response.status_code != 200:
-        raise LoadError(f"{url}: download failed: HTTP {response.status_code}")
-    return response.content
-
-
-def _file_sha256(uri: str, path: Path) -> str:
-    digest = hashlib.sha256()
+def _read_file(shown: str, path: Path, max_bytes: int) -> bytes:
+    """The whole file, read once through one open file; refused past `max_bytes`."""
     try:
         with path.open("rb") as file:
-            while chunk := file.read(1 << 20):
-                digest.update(chunk)
+            content = file.read(max_bytes + 1)
     except OSError as error:
-        raise LoadError(f"{uri}: cannot read {path}: {error.strerror}") from error
-    return digest.hexdigest()
+        raise LoadError(f"{shown}: cannot read {path}: {error.strerror}") from error
+    if len(content) > max_bytes:
+        raise LoadError(f"{shown}: {_too_large(max_bytes)}")
+    return content
 
 
-def _format_of(uri: str, name: str) -> str:
+def _too_large(max_bytes: int) -> str:
+    return f"the model file is larger than {max_bytes} bytes (MODEL_MAX_BYTES); refusing to load"
+
+
+def _download_with_retries(
+    url: str,
+    shown: str,
+    options: LoadOptions,
+    on_retry: Callable[[str], None],
+    sleep: Callable[[float], None],
+) -> bytes:
+    started = time.monotonic()
+    give_up_at = started + options.download_retry_seconds
+    attempt = 1
+    while True:
+        try:
+            return _download(url, shown, options)
+        except StoreUnavailable as error:
+            ceiling = min(LONGEST_RETRY_DELAY_SECONDS, FIRST_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
+            delay = random.uniform(ceiling / 2, ceiling)
+            if time.monotonic() + delay > give_up_at:
+                elapsed = time.monotonic() - started
+                raise StoreUnavailable(
+                    f"{error}; gave up after {attempt} attempt(s) in {elapsed:.0f} s "
+                    f"(MODEL_DOWNLOAD_RETRY_SECONDS={options.download_retry_seconds:g})"
+                ) from error
+            on_retry(f"{error}; attempt {attempt} failed, retrying in {delay:.1f} s")
+            sleep(delay)
+            attempt += 1
+
+
+def _download(url: str, shown: str, options: LoadOptions) -> bytes:
+    """The body of `url`, within one deadline for the whole transfer, redirects included."""
+    deadline = time.monotonic() + options.download_timeout_seconds
+    too_slow = StoreUnavailable(
+        f"{shown}: download did not finish within {options.download_timeout_seconds:g} s "
+        "(MODEL_DOWNLOAD_TIMEOUT_SECONDS)"
+    )
+    with httpx.Client(follow_redirects=False) as client:
+        request = client.build_request("GET", url)
+        for _ in range(MAX_REDIRECTS + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise too_slow
+            # Each read may wait at most until the deadline; between reads the loop checks it, so
+            # a store that drips one byte a second fails at the deadline too.
+            request.extensions["timeout"] = httpx.Timeout(remaining).as_dict()
+            try:
+                response = client.send(request, stream=True)
+                try:
+                    if response.next_request is not None:
+                        request = _redirect(shown, request, response.next_request)
+                        continue
+                    _check_status(shown, request, response)
+                    return _read_body(shown, response, options.max_bytes, deadline, too_slow)
+                finally:
+                    response.close()
+            except httpx.TimeoutException as error:
+                raise too_slow from error
+            except httpx.TransportError as error:
+                raise StoreUnavailable(f"{shown}: download failed: {_describe(error)}") from error
+            except httpx.HTTPError as error:
+                raise LoadError(f"{shown}: download failed: {_describe(error)}") from error
+    raise LoadError(f"{shown}: download failed: more than {MAX_REDIRECTS} redirects")
+
+
+def _redirect(shown: str, request: httpx.Request, target: httpx.Request) -> httpx.Request:
+    # Following https to http would hand the file, and so code to run, to anyone on the path.
+    if request.url.scheme == "https" and target.url.scheme != "https":
+        raise LoadError(
+            f"{shown}: download failed: refusing a redirect from https to {target.url.scheme}:// "
+            f"({redact_uri(str(target.url))})"
+        )
+    return target
+
+
+def _check_status(shown: str, request: httpx.Request, response: httpx.Response) -> None:
+    if response.status_code == 200:
+        return
+    where = "" if redact_uri(str(request.url)) == shown else f" from {redact_uri(str(request.url))}"
+    message = f"{shown}: download failed: HTTP {response.status_code}{where}"
+    if response.status_code in TRANSIENT_STATUSES:
+        raise StoreUnavailable(message)
+    raise LoadError(message)
+
+
+def _read_body(
+    shown: str, response: httpx.Response, max_bytes: int, deadline: float, too_slow: StoreUnavailable
+) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise LoadError(f"{shown}: {_too_large(max_bytes)}")
+    content = bytearray()
+    for chunk in response.iter_bytes():
+        content += chunk
+        if len(content) > max_bytes:
+            raise LoadError(f"{shown}: {_too_large(max_bytes)}")
+        if time.monotonic() > deadline:
+            raise too_slow
+    return bytes(content)
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    return redact_text(str(error)) or type(error).__name__
+
+
+def _format_of(shown: str, name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix in JOBLIB_SUFFIXES:
         return "joblib"
     if suffix in SKOPS_SUFFIXES:
         return "skops"
     supported = ", ".join(JOBLIB_SUFFIXES + SKOPS_SUFFIXES)
-    raise LoadError(f"{uri}: unsupported model format {suffix or '(no suffix)'!r}; supported: {supported}")
+    raise LoadError(f"{shown}: unsupported model format {suffix or '(no suffix)'!r}; supported: {supported}")
 
 
-def _deserialise(uri: str, source: Path | bytes, model_format: str, skops_trusted: tuple[str, ...]) -> Any:
+def _deserialise(shown: str, content: bytes, model_format: str, skops_trusted: tuple[str, ...]) -> Any:
     if model_format == "skops":
-        return _load_skops(uri, source, skops_trusted)
+        return _load_skops(shown, content, skops_trusted)
     import joblib
 
     try:
-        return joblib.load(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return joblib.load(io.BytesIO(content))
     # Unpickling can raise anything (a missing module, a truncated file, a class's own error).
     except Exception as error:
-        raise LoadError(f"{uri}: not a readable joblib file: {type(error).__name__}: {error}") from error
+        raise LoadError(f"{shown}: not a readable joblib file: {type(error).__name__}: {error}") from error
 
 
-def _load_skops(uri: str, source: Path | bytes, skops_trusted: tuple[str, ...]) -> Any:
+def _load_skops(shown: str, content: bytes, skops_trusted: tuple[str, ...]) -> Any:
     try:
         import skops.io
     except ImportError as error:
         raise LoadError(
-            f"{uri}: .skops files need the skops package (pip install vigil-model-server[skops])"
+            f"{shown}: .skops files need the skops package (pip install vigil-model-server[skops])"
         ) from error
     try:
-        if isinstance(source, bytes):
-            untrusted = skops.io.get_untrusted_types(data=source)
-        else:
-            untrusted = skops.io.get_untrusted_types(file=source)
+        untrusted = skops.io.get_untrusted_types(data=content)
     except Exception as error:
-        raise LoadError(f"{uri}: not a readable skops file: {type(error).__name__}: {error}") from error
+        raise LoadError(f"{shown}: not a readable skops file: {type(error).__name__}: {error}") from error
     refused = sorted(set(untrusted) - set(skops_trusted))
     if refused:
         raise LoadError(
-            f"{uri}: skops file contains types that are not trusted: {', '.join(refused)}; "
+            f"{shown}: skops file contains types that are not trusted: {', '.join(refused)}; "
             "if you trust them, list them in --skops-trusted-types"
         )
     try:
-        if isinstance(source, bytes):
-            return skops.io.loads(source, trusted=list(untrusted))
-        return skops.io.load(source, trusted=list(untrusted))
+        return skops.io.loads(content, trusted=list(untrusted))
     except Exception as error:
-        raise LoadError(f"{uri}: not a readable skops file: {type(error).__name__}: {error}") from error
+        raise LoadError(f"{shown}: not a readable skops file: {type(error).__name__}: {error}") from error
 
 
-def _check_estimator(uri: str, estimator: Any) -> None:
+def _check_estimator(shown: str, estimator: Any) -> None:
     if not callable(getattr(estimator, "predict", None)):
-        raise LoadError(f"{uri}: holds a {type(estimator).__qualname__}, not an estimator with predict()")
+        raise LoadError(f"{shown}: holds a {type(estimator).__qualname__}, not an estimator with predict()")
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -171,7 +317,7 @@ def _check_estimator(uri: str, estimator: Any) -> None:
         check_is_fitted(estimator)
     except NotFittedError as error:
         raise LoadError(
-            f"{uri}: the {type(estimator).__qualname__} is not fitted; fit it before saving"
+            f"{shown}: the {type(estimator).__qualname__} is not fitted; fit it before saving"
         ) from error
     except TypeError:
         # Not a scikit-learn estimator (no fit()); it has predict(), which is all we call.

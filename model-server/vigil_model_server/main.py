@@ -11,6 +11,8 @@ from types import FrameType
 import uvicorn
 
 from vigil_model_server.app import build_app
+from vigil_model_server.protocol.http import header_limited_protocol
+from vigil_model_server.redaction import redact_logs
 from vigil_model_server.settings import Settings, parse_settings
 
 
@@ -18,10 +20,12 @@ def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT: stop accepting, finish requests in flight, then return."""
     config = uvicorn.Config(
         build_app(settings),
-        host=settings.host,
+        # A comma-separated list binds each address ("0.0.0.0,::": IPv4 and IPv6); "::" alone is IPv6 only.
+        host=hosts if len(hosts := settings.host.split(",")) > 1 else settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=header_limited_protocol(settings.max_header_bytes),
+        limit_concurrency=settings.max_concurrency,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -49,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The model URI may carry credentials; no log line shows them, whoever writes it (httpx logs
+    # every request's URL).
+    redact_logs(logging.getLogger().handlers)
     serve(settings)
 
 

@@ -24,13 +24,13 @@ class Predictor:
     """A fitted estimator with input checks; `method` names an output (predict, predict_proba)."""
 
     def __init__(self, estimator: Any) -> None:
-        import sklearn
-
-        # Inputs are checked for NaN and infinity here before every call, so scikit-learn's own
-        # check (about 100 µs per call, half of a one-row predict) is switched off. The setting
-        # is per thread: the Predictor is built in the thread that predicts (the event loop's).
-        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
         self.estimator = estimator
+        # Inputs are checked for NaN and infinity here before every call, so scikit-learn's own
+        # check (about 100 µs per call, half of a one-row predict) is switched off, but only for
+        # an estimator that sees the rows as sent: a pipeline's step can turn finite rows into NaN
+        # (a log of a negative value), which only scikit-learn's check of the next step catches.
+        self.assume_finite = not _transforms_inputs(estimator)
+        self.configure_thread()
         width = getattr(estimator, "n_features_in_", None)
         self.n_features: int | None = int(width) if width is not None else None
         classes = getattr(estimator, "classes_", None)
@@ -38,6 +38,15 @@ class Predictor:
         self.outputs: dict[str, Callable[[np.ndarray], np.ndarray]] = {PREDICT: estimator.predict}
         if callable(getattr(estimator, PREDICT_PROBA, None)):
             self.outputs[PREDICT_PROBA] = estimator.predict_proba
+
+    def configure_thread(self) -> None:
+        """Set scikit-learn's checks for the calling thread (its settings are per thread).
+
+        Called when the Predictor is built (on the event loop's thread) and in each worker thread.
+        """
+        import sklearn
+
+        sklearn.set_config(assume_finite=self.assume_finite, skip_parameter_validation=True)
 
     def check_rows(self, rows: np.ndarray) -> np.ndarray:
         """`rows` if it is a 2-D float array of finite values as wide as the model's input; else 422."""
@@ -52,6 +61,15 @@ class Predictor:
         if not np.isfinite(rows).all():
             raise invalid("input contains NaN, infinity or null; every feature must be a finite number")
         return rows
+
+    def check_finite(self, name: str, values: np.ndarray) -> np.ndarray:
+        """`values` of output `name` if it holds no NaN or infinity; else 422 (never a 200 with nulls)."""
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise invalid(
+                f"the model produced a non-finite {name} output (NaN or infinity) for these rows; "
+                "a step of its pipeline cannot take these values"
+            )
+        return values
 
     def output(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         """The function computing output `name`; 422 naming the outputs there are if unknown."""
@@ -77,9 +95,38 @@ class Predictor:
             raise invalid('"labels" must be a flat list with one class label per row')
         if len(labels) != n_rows:
             raise invalid(f'"labels" has {len(labels)} label(s) for {n_rows} row(s); give one per row')
+        self._check_label_types(labels)
         array = np.asarray(labels)
         unknown = array[~np.isin(array, self.classes)]
         if unknown.size:
-            shown = ", ".join(repr(label) for label in self.classes[:20].tolist())
+            shown = self._shown_classes()
             raise invalid(f"label {unknown[0].item()!r} is not one of the model's classes: {shown}")
         return array
+
+    def _check_label_types(self, labels: list[object]) -> None:
+        """422 unless every label is of the classes' type: numbers for numeric classes, else strings.
+
+        JSON null and booleans are never labels (numpy would compare true as the class 1).
+        """
+        assert self.classes is not None
+        kind = self.classes.dtype.kind
+        numeric, strings = kind in "iuf", kind == "U"
+        wanted: tuple[type, ...] = (int, float) if numeric else (str,) if strings else (int, float, str)
+        for label in labels:
+            if type(label) not in wanted or (type(label) is int and not -(2**63) <= label < 2**64):
+                names = "numbers" if numeric else "strings" if strings else "numbers or strings"
+                raise invalid(
+                    f"label {label!r} is not one of the model's classes: {self._shown_classes()} "
+                    f"(labels are {names}; null, true and false are never labels)"
+                )
+
+    def _shown_classes(self) -> str:
+        assert self.classes is not None
+        return ", ".join(repr(label) for label in self.classes[:20].tolist())
+
+
+def _transforms_inputs(estimator: Any) -> bool:
+    """Whether `estimator` hands its input to other steps (pipelines, column transformers, ensembles)."""
+    return any(
+        hasattr(estimator, attribute) for attribute in ("steps", "transformers", "estimator", "estimators")
+    )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from vigil_model_server.batching import MicroBatcher
+from vigil_model_server.errors import too_large
 from vigil_model_server.feedback import AccuracyWindow, PredictionCache
 from vigil_model_server.loader import LoadedModel
 from vigil_model_server.metrics import Metrics
@@ -41,21 +42,26 @@ class ModelService:
         self.model = model
         self.predictor = Predictor(model.estimator)
         self._metrics = metrics
+        self._max_infer_rows = settings.max_infer_rows
+        self._max_feedback_rows = settings.max_feedback_rows
         max_rows = settings.batch_max_size if settings.batching else 1
+        # One worker: large requests take turns there while the event loop keeps answering.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="predict", initializer=self.predictor.configure_thread
+        )
         self._batchers = {
             name: MicroBatcher(
                 function,
                 max_rows=max_rows,
                 max_wait=settings.batch_max_wait_ms / 1000,
                 on_batch=metrics.batch_size.observe,
+                executor=self._executor,
+                thread_rows=settings.batch_max_size,
             )
             for name, function in self.predictor.outputs.items()
         }
         self._cache = PredictionCache(settings.feedback_cache_size)
         self._accuracy = AccuracyWindow(settings.accuracy_window)
-        # Unique across restarts and replicas without the cost of a uuid per request.
-        self._id_prefix = secrets.token_hex(6)
-        self._next_id = itertools.count(1)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -70,30 +76,52 @@ class ModelService:
 
     async def infer(self, rows: np.ndarray, outputs: tuple[str, ...], request_id: str | None) -> Inference:
         """Compute `outputs` for `rows`; the `predict` output is kept for feedback by id."""
-        self.predictor.check_rows(rows)
+        self._check_rows(rows, self._max_infer_rows, "inference", "MODEL_MAX_INFER_ROWS")
         for name in outputs:
             self.predictor.output(name)
-        results = {name: await self._batchers[name].submit(rows) for name in outputs}
+        if request_id is not None and PREDICT in outputs:
+            self._cache.check_new(request_id)
+        results = {}
+        for name in outputs:
+            results[name] = self.predictor.check_finite(name, await self._batchers[name].submit(rows))
         self._metrics.predictions.inc(len(rows))
-        response_id = request_id or f"{self._id_prefix}-{next(self._next_id)}"
+        # A random id: one that could be guessed could be labelled by someone else first.
+        response_id = request_id or secrets.token_urlsafe(16)
         if PREDICT in results:
             self._cache.remember(response_id, results[PREDICT])
         return Inference(response_id, results)
 
     async def feedback_for_rows(self, rows: np.ndarray, labels: object) -> Scored:
         """Predict `rows` now and score the predictions against `labels`."""
-        self.predictor.check_rows(rows)
+        self._check_feedback_size(labels)
+        self._check_rows(rows, self._max_feedback_rows, "feedback", "MODEL_MAX_FEEDBACK_ROWS")
         truth = self.predictor.labels(labels, len(rows))
-        predictions = await self._batchers[PREDICT].submit(rows)
+        predictions = self.predictor.check_finite(PREDICT, await self._batchers[PREDICT].submit(rows))
         self._metrics.predictions.inc(len(rows))
         return self._score(predictions, truth)
 
     def feedback_for_id(self, response_id: str, labels: object) -> Scored:
         """Score the predictions of the earlier response `response_id` against `labels`, once."""
+        self._check_feedback_size(labels)
         predictions = self._cache.predictions(response_id)
         truth = self.predictor.labels(labels, len(predictions))
         self._cache.mark_labelled(response_id)
         return self._score(predictions, truth)
+
+    def _check_rows(self, rows: np.ndarray, limit: int, request: str, setting: str) -> None:
+        self.predictor.check_rows(rows)
+        if len(rows) > limit:
+            raise too_large(
+                f"the {request} request has {len(rows)} rows; the limit is {limit} ({setting}): "
+                "send them in several requests"
+            )
+
+    def _check_feedback_size(self, labels: object) -> None:
+        if isinstance(labels, list) and len(labels) > self._max_feedback_rows:
+            raise too_large(
+                f"the feedback request has {len(labels)} labels; the limit is {self._max_feedback_rows} "
+                "(MODEL_MAX_FEEDBACK_ROWS): send them in several requests"
+            )
 
     def _score(self, predictions: np.ndarray, truth: np.ndarray) -> Scored:
         correct = np.asarray(predictions == truth, dtype=bool)

@@ -18,6 +18,10 @@ class Settings:
     model_name: str
     model_version: str
     sha256: str | None = None
+    allow_unpinned_pickle: bool = False
+    max_model_bytes: int = 2 * 1024**3
+    download_timeout_seconds: float = 300.0
+    download_retry_seconds: float = 300.0
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
@@ -29,6 +33,11 @@ class Settings:
     skops_trusted_types: tuple[str, ...] = ()
     graceful_shutdown_seconds: float = 25.0
     log_level: str = "info"
+    feedback_token_file: str | None = None
+    max_feedback_rows: int = 1000
+    max_infer_rows: int = 10_000
+    max_header_bytes: int = 16384
+    max_concurrency: int = 1000
 
 
 def _positive_int(text: str) -> int:
@@ -49,6 +58,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise ValueError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be a number > 0, got {text}")
     return value
 
 
@@ -92,6 +108,34 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
     ("--model-name", "MODEL_NAME", "model_name", _non_empty, "name the model is served and labelled as"),
     ("--model-version", "MODEL_VERSION", "model_version", _non_empty, "version label of the model"),
     ("--sha256", "MODEL_SHA256", "sha256", _sha256, "refuse to load a model file with another sha256"),
+    (
+        "--allow-unpinned-pickle",
+        "MODEL_ALLOW_UNPINNED_PICKLE",
+        "allow_unpinned_pickle",
+        _boolean,
+        "load a joblib or pickle file without --sha256 (it runs code from the file)",
+    ),
+    (
+        "--max-model-bytes",
+        "MODEL_MAX_BYTES",
+        "max_model_bytes",
+        _positive_int,
+        "largest model file loaded (default 2 GiB)",
+    ),
+    (
+        "--download-timeout-seconds",
+        "MODEL_DOWNLOAD_TIMEOUT_SECONDS",
+        "download_timeout_seconds",
+        _positive_float,
+        "deadline for a whole model download (default 300)",
+    ),
+    (
+        "--download-retry-seconds",
+        "MODEL_DOWNLOAD_RETRY_SECONDS",
+        "download_retry_seconds",
+        _non_negative_float,
+        "how long to retry an unavailable model store before exiting with status 3 (default 300)",
+    ),
     ("--host", "HOST", "host", _non_empty, "address to listen on (default 0.0.0.0)"),
     ("--port", "PORT", "port", _port, "port to listen on (default 8080)"),
     ("--max-body-bytes", "MAX_BODY_BYTES", "max_body_bytes", _positive_int, "largest request body accepted"),
@@ -133,6 +177,41 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
         "how long in-flight requests may take after SIGTERM",
     ),
     ("--log-level", "LOG_LEVEL", "log_level", _log_level, "debug, info, warning or error"),
+    (
+        "--feedback-token-file",
+        "MODEL_FEEDBACK_TOKEN_FILE",
+        "feedback_token_file",
+        _non_empty,
+        "file holding the bearer token /feedback requires (unauthenticated without it)",
+    ),
+    (
+        "--max-feedback-rows",
+        "MODEL_MAX_FEEDBACK_ROWS",
+        "max_feedback_rows",
+        _positive_int,
+        "labels per feedback request, at most (default 1000)",
+    ),
+    (
+        "--max-infer-rows",
+        "MODEL_MAX_INFER_ROWS",
+        "max_infer_rows",
+        _positive_int,
+        "rows per inference request, at most (default 10000)",
+    ),
+    (
+        "--max-header-bytes",
+        "MAX_HEADER_BYTES",
+        "max_header_bytes",
+        _positive_int,
+        "request line and headers, at most (default 16384; larger get 431)",
+    ),
+    (
+        "--max-concurrency",
+        "MAX_CONCURRENCY",
+        "max_concurrency",
+        _positive_int,
+        "open connections or requests in progress, at most (default 1000; more get 503)",
+    ),
 ]
 
 _REQUIRED = ("model_uri", "model_name", "model_version")
@@ -148,8 +227,12 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         prog="vigil-model-server",
         description="Serve a scikit-learn model over the Open Inference Protocol (V2) and KServe V1.",
     )
-    for flag, variable, name, _, help_text in _OPTIONS:
-        parser.add_argument(flag, dest=name, metavar=variable, help=f"{help_text} [env {variable}]")
+    for flag, variable, name, convert, help_text in _OPTIONS:
+        # A yes/no flag alone means yes: `--allow-unpinned-pickle` as `--allow-unpinned-pickle true`.
+        optional = {"nargs": "?", "const": "true"} if convert is _boolean else {}
+        parser.add_argument(
+            flag, dest=name, metavar=variable, help=f"{help_text} [env {variable}]", **optional
+        )
     arguments = vars(parser.parse_args(argv))
 
     values: dict[str, Any] = {}

@@ -51,6 +51,11 @@ def common_labels(owner: Owner) -> dict[str, str]:
     }
 
 
+def feedback_secret_name(model_deployment: str) -> str:
+    """The Secret holding a ModelDeployment's feedback token."""
+    return model_deployment + c.FEEDBACK_SECRET_SUFFIX
+
+
 def spec_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -63,6 +68,19 @@ SCRAPE_ANNOTATIONS = {
 }
 
 
+# Seconds a pod gets to stop: the preStop sleep, then the server's own drain of in-flight requests
+# (25 s), with headroom; the default 30 s would cut the drain short.
+PRE_STOP_SECONDS = 5
+SERVER_DRAIN_SECONDS = 25
+TERMINATION_GRACE_SECONDS = 45
+# Where the feedback token Secret is mounted (read-only; group-readable through fsGroup).
+FEEDBACK_VOLUME = "feedback-token"
+FEEDBACK_TOKEN_MODE = 0o440
+# The group that may read the mounted token: the model server image's user (65532). fsGroup makes
+# it a supplementary group of every container process, so a custom image's UID can read it too.
+POD_FS_GROUP = 65532
+
+
 def deployment_for(
     owner: Owner,
     spec: ModelDeploymentSpec,
@@ -70,6 +88,7 @@ def deployment_for(
     *,
     retries: int = 0,
     scrape_annotations: bool = False,
+    default_resources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Deployment that runs `release` (not necessarily spec's: a rollback runs the stable one).
 
@@ -78,16 +97,21 @@ def deployment_for(
     `replicas` is left out when the spec leaves it unset, so the operator never owns it.
     `scrape_annotations` adds the `prometheus.io/*` annotations (the operator's
     `VIGIL_SCRAPE_ANNOTATIONS`); off by default, since a second scrape path beside the chart's
-    PodMonitor stores every count twice.
+    PodMonitor stores every count twice. `default_resources` (the operator's
+    `--model-server-resources`) applies when the spec sets no `resources`. The feedback token
+    Secret is mounted but not referenced in the template otherwise, so rotating it restarts no pod.
     """
     env = [
         {"name": "MODEL_URI", "value": release.uri},
         {"name": "MODEL_NAME", "value": owner.name},
         {"name": "MODEL_VERSION", "value": release.version},
         {"name": "PORT", "value": str(c.SERVER_PORT)},
+        {"name": "MODEL_FEEDBACK_TOKEN_FILE", "value": c.FEEDBACK_TOKEN_FILE},
     ]
     if release.sha256:
         env.append({"name": "MODEL_SHA256", "value": release.sha256})
+    if spec.allow_unpinned_pickle:
+        env.append({"name": "MODEL_ALLOW_UNPINNED_PICKLE", "value": "true"})
     container: dict[str, Any] = {
         "name": "model-server",
         "image": release.image,
@@ -96,14 +120,17 @@ def deployment_for(
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": c.SERVER_PORT_NAME},
             "periodSeconds": 5,
+            "timeoutSeconds": 2,
             "failureThreshold": 2,
         },
         # Endpoints are removed while the pod terminates; keep serving until they are gone,
         # then the server's own SIGTERM handling finishes in-flight requests.
-        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        # More patient than readiness: a busy server should leave the endpoints, not be restarted.
         "livenessProbe": {
             "httpGet": {"path": "/v2/health/live", "port": c.SERVER_PORT_NAME},
             "periodSeconds": 10,
+            "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
         "securityContext": {
@@ -113,10 +140,14 @@ def deployment_for(
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": FEEDBACK_VOLUME, "mountPath": c.FEEDBACK_TOKEN_DIR, "readOnly": True},
+        ],
     }
-    if spec.resources:
-        container["resources"] = spec.resources
+    resources = spec.resources or default_resources
+    if resources:
+        container["resources"] = resources
     template = {
         "metadata": {
             "labels": {**spec.pod_labels, **common_labels(owner), c.LABEL_VERSION: release.version},
@@ -129,9 +160,24 @@ def deployment_for(
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "fsGroup": POD_FS_GROUP,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {}},
+                {
+                    "name": FEEDBACK_VOLUME,
+                    "secret": {
+                        "secretName": feedback_secret_name(owner.name),
+                        "items": [{"key": c.FEEDBACK_TOKEN_KEY, "path": c.FEEDBACK_TOKEN_KEY}],
+                        "defaultMode": FEEDBACK_TOKEN_MODE,
+                    },
+                },
+            ],
         },
     }
     deployment_spec: dict[str, Any] = {} if spec.replicas is None else {"replicas": spec.replicas}

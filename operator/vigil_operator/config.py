@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil_operator.prometheus import DEFAULT_MAX_RESPONSE_BYTES, AccessPolicy
 
 DEFAULT_IMAGE = "ghcr.io/vigil-dev/vigil-model-server:0.1.0"
 DEFAULT_PROMETHEUS_URL = "http://prometheus.monitoring:9090"
+# Model server pods whose spec sets no `resources`: Burstable, not BestEffort (the first evicted).
+# A Python server with scikit-learn and a small model uses about 150 MiB; the request reserves
+# that with headroom, the limit keeps one pod from taking a node's memory. No CPU limit: CFS
+# throttling would stall the health probes of a busy server (docs/operations.md).
+DEFAULT_MODEL_SERVER_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,12 @@ class Config:
     # by annotation. Off: the chart's PodMonitor (or the sample scrape job) is the one path; two
     # paths store every count twice (the built-in query counts each pod once even then).
     scrape_annotations: bool = False
+    # Where checks may go and how much of an answer is read, whatever a ModelDeployment asks.
+    prometheus_policy: AccessPolicy = field(default_factory=AccessPolicy)
+    # Resources of model server containers whose spec sets none; {} leaves them unset.
+    model_server_resources: dict[str, Any] = field(
+        default_factory=lambda: dict(DEFAULT_MODEL_SERVER_RESOURCES)
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -34,9 +52,41 @@ class Config:
             liveness_port=int(env.get("VIGIL_LIVENESS_PORT", "8081")),
             peering=env.get("VIGIL_PEERING") or None,
             scrape_annotations=env_flag(env.get("VIGIL_SCRAPE_ANNOTATIONS", "")),
+            prometheus_policy=AccessPolicy(
+                allowed_urls=url_list(env.get("VIGIL_PROMETHEUS_ALLOWED_URLS", "")),
+                max_response_bytes=positive_int(
+                    env.get("VIGIL_PROMETHEUS_MAX_RESPONSE_BYTES") or str(DEFAULT_MAX_RESPONSE_BYTES)
+                ),
+                credentials_over_http=env_flag(env.get("VIGIL_PROMETHEUS_CREDENTIALS_OVER_HTTP", "")),
+            ),
+            model_server_resources=resources_json(env["VIGIL_MODEL_SERVER_RESOURCES"])
+            if env.get("VIGIL_MODEL_SERVER_RESOURCES")
+            else dict(DEFAULT_MODEL_SERVER_RESOURCES),
         )
 
 
 def env_flag(text: str) -> bool:
     """A boolean environment variable: true, yes, on or 1 (any case) turn it on."""
     return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def url_list(text: str) -> tuple[str, ...]:
+    """URLs separated by commas or whitespace."""
+    return tuple(url for url in text.replace(",", " ").split() if url)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def resources_json(text: str) -> dict[str, Any]:
+    """A container's `resources` as JSON, e.g. {"requests": {"memory": "256Mi"}}; {} for none."""
+    value = json.loads(text)
+    if not isinstance(value, dict) or not set(value) <= {"requests", "limits"}:
+        raise ValueError(f'resources must be a JSON object with "requests" and/or "limits", got {text!r}')
+    if not all(isinstance(part, dict) for part in value.values()):
+        raise ValueError(f"requests and limits must be objects, got {text!r}")
+    return value

@@ -29,3 +29,15 @@ ANNOTATION_ACTION = "vigil.dev/action"
 SERVER_PORT = 8080
 SERVER_PORT_NAME = "http"
 HISTORY_LIMIT = 20  # the CRD's maxItems; a revert after promotion looks here for the previous stable release
+
+# The feedback token: one Secret `<name>-feedback` per ModelDeployment, key `token`, mounted
+# read-only into the model server pods; the server requires it as a bearer token on /feedback.
+FEEDBACK_SECRET_SUFFIX = "-feedback"
+FEEDBACK_TOKEN_KEY = "token"
+FEEDBACK_TOKEN_DIR = "/var/run/vigil/feedback"
+FEEDBACK_TOKEN_FILE = f"{FEEDBACK_TOKEN_DIR}/{FEEDBACK_TOKEN_KEY}"
+# `kubectl annotate mdep NAME vigil.dev/rotate-feedback-token=<any new value>`: a new token. The
+# handled value is recorded on the Secret (ANNOTATION_FEEDBACK_ROTATION), so the annotation may stay
+# (in git, too): only a value not seen before rotates, and a re-sync does not rotate again.
+ANNOTATION_ROTATE_FEEDBACK_TOKEN = "vigil.dev/rotate-feedback-token"
+ANNOTATION_FEEDBACK_ROTATION = "vigil.dev/feedback-token-rotation"

@@ -17,6 +17,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
 from vigil_operator import constants as c
+from vigil_operator.text import EVENT_LIMIT, bounded
 
 __all__ = ["ApiException"]
 
@@ -122,11 +123,33 @@ async def clear_action(namespace: str, name: str) -> None:
     )
 
 
-async def read_secret(namespace: str, name: str) -> dict[str, str]:
-    """The decoded data of a Secret; the caller keeps it out of logs and status."""
+async def read_secret(namespace: str, name: str) -> dict[str, bytes]:
+    """The data of a Secret as bytes, key by key; the caller decodes the keys it needs (a
+    binary value in another key must not break it) and keeps them out of logs and status."""
     api = await connect()
     secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-    return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+    return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+
+
+async def read_secret_metadata(namespace: str, name: str) -> tuple[dict[str, Any], set[str]] | None:
+    """A Secret's metadata and the names of its keys (not their values), or None if it is missing."""
+    api = await connect()
+    try:
+        secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return _plain(api, secret.metadata), set(secret.data or {})
+
+
+async def apply_secret(secret: dict[str, Any]) -> None:
+    """Server-side apply of a Secret the operator owns (the feedback token)."""
+    api = await connect()
+    meta = secret["metadata"]
+    await client.CoreV1Api(api).patch_namespaced_secret(
+        meta["name"], meta["namespace"], secret, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+    )
 
 
 def is_conflict(error: BaseException) -> bool:
@@ -146,7 +169,7 @@ def refusal(error: ApiException) -> str | None:
         message = json.loads(error.body or "{}").get("message")
     except (ValueError, AttributeError):
         message = None
-    return str(message or error.reason or f"HTTP {error.status}")
+    return bounded(str(message or error.reason or f"HTTP {error.status}"))
 
 
 async def post_event(owner: dict[str, Any], reason: str, message: str, *, warning: bool, now: str) -> None:
@@ -165,7 +188,7 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, *, warnin
             "uid": meta["uid"],
         },
         "reason": reason,
-        "message": message[:1024],
+        "message": bounded(message, EVENT_LIMIT),
         "type": "Warning" if warning else "Normal",
         "source": {"component": FIELD_MANAGER},
         "reportingComponent": f"{c.GROUP}/operator",

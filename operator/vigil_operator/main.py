@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
 
 import kopf
 
-from vigil_operator.config import Config
+from vigil_operator.config import Config, positive_int, resources_json
+from vigil_operator.prometheus import AccessPolicy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,8 +72,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="put prometheus.io/* scrape annotations on model server pods, for a Prometheus that "
         "discovers pods by annotation; keep one scrape path (env VIGIL_SCRAPE_ANNOTATIONS; default off)",
     )
+    parser.add_argument(
+        "--prometheus-allowed-url",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="only query Prometheus at or below this URL (repeatable); a ModelDeployment naming another "
+        "gets an error verdict and no request is sent (env VIGIL_PROMETHEUS_ALLOWED_URLS; default: any)",
+    )
+    parser.add_argument(
+        "--prometheus-max-response-bytes",
+        type=_positive_int,
+        default=defaults.prometheus_policy.max_response_bytes,
+        help="read at most this much of a Prometheus answer; more is an error verdict "
+        "(env VIGIL_PROMETHEUS_MAX_RESPONSE_BYTES; default %(default)s)",
+    )
+    parser.add_argument(
+        "--prometheus-credentials-over-http",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.prometheus_policy.credentials_over_http,
+        help="send a credentialsSecret's credentials to an http:// (not https) Prometheus; for labs only "
+        "(env VIGIL_PROMETHEUS_CREDENTIALS_OVER_HTTP; default off)",
+    )
+    parser.add_argument(
+        "--model-server-resources",
+        type=_resources,
+        default=defaults.model_server_resources,
+        metavar="JSON",
+        help="resources of model server containers whose spec sets none, as JSON; {} for none "
+        "(env VIGIL_MODEL_SERVER_RESOURCES; default %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.prometheus_allowed_url is None:
+        args.prometheus_allowed_url = list(defaults.prometheus_policy.allowed_urls)
+    return args
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _resources(text: str) -> dict:
+    try:
+        return resources_json(text)
+    except (ValueError, json.JSONDecodeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def peering_priority(requested: int | None) -> int:
@@ -92,6 +141,12 @@ def main(argv: list[str] | None = None) -> None:
         liveness_port=args.liveness_port,
         peering=args.peering,
         scrape_annotations=args.scrape_annotations,
+        prometheus_policy=AccessPolicy(
+            allowed_urls=tuple(args.prometheus_allowed_url),
+            max_response_bytes=args.prometheus_max_response_bytes,
+            credentials_over_http=args.prometheus_credentials_over_http,
+        ),
+        model_server_resources=args.model_server_resources,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)

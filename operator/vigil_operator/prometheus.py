@@ -1,11 +1,17 @@
 """The only module that talks to Prometheus: one instant query, turned into a Measurement.
 
 Credentials are sent as headers and never appear in errors, logs, events or status.
+
+`spec.analysis.prometheusUrl` is chosen by whoever may edit a ModelDeployment, so every answer is
+treated as hostile: the body is read up to a size cap (and never decompressed), the whole query
+has one deadline, every message is bounded, and an optional allow-list keeps the operator from
+sending requests anywhere else (docs/security.md, "Prometheus answers").
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import ssl
 from dataclasses import dataclass, field
@@ -18,6 +24,21 @@ from yarl import URL
 from vigil_operator.analysis import Measurement
 from vigil_operator.queries import SERIES_LABEL
 from vigil_operator.status import to_timestamp
+from vigil_operator.text import bounded
+
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a real answer of the built-in query is under 2 KiB
+_CHUNK_BYTES = 64 * 1024
+# The keys of a credentials Secret the operator reads; any other key is left alone (never decoded).
+SECRET_KEYS = ("url", "token", "username", "password", "ca.crt")
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """The operator's own rules for every check, whatever a ModelDeployment asks (operator settings)."""
+
+    allowed_urls: tuple[str, ...] = ()  # empty: any http(s) URL
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    credentials_over_http: bool = False  # labs only: send credentials over plain http
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,7 @@ class PrometheusAccess:
 
     url: str
     timeout: float = 10.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     token: str | None = field(default=None, repr=False)
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
@@ -33,16 +55,72 @@ class PrometheusAccess:
 
     @property
     def safe_url(self) -> str:
-        """The URL without any user:password part, for messages."""
-        return str(URL(self.url).with_user(None))
+        """The URL without any user:password part or query, for messages."""
+        return _safe(self.url)
 
 
 class PrometheusError(Exception):
     """The check has no usable number: unreachable, refused, bad query, no series or NaN."""
 
 
+def check_url(url: str, policy: AccessPolicy) -> None:
+    """Refuse, before any request, a URL that is not http(s) or not under an allowed URL."""
+    safe = _safe(url)
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise PrometheusError(f"prometheusUrl {safe} is not an http:// or https:// URL; no request sent")
+    if policy.allowed_urls and not any(url_allowed(parsed, URL(allowed)) for allowed in policy.allowed_urls):
+        raise PrometheusError(
+            f"prometheusUrl {safe} is not in the operator's allow-list of Prometheus URLs "
+            f"({', '.join(_safe(a) for a in policy.allowed_urls)}); no request sent. "
+            "Ask the cluster admin to add it (chart value prometheus.allowedUrls)"
+        )
+
+
+def url_allowed(url: URL, allowed: URL) -> bool:
+    """Same scheme, host and port as `allowed`, and a path at or below its path (segment-wise)."""
+    if (url.scheme, (url.host or "").lower(), url.port) != (
+        allowed.scheme,
+        (allowed.host or "").lower(),
+        allowed.port,
+    ):
+        return False
+    prefix = [part for part in allowed.path.split("/") if part]
+    return [part for part in url.path.split("/") if part][: len(prefix)] == prefix
+
+
+def check_credentials_transport(access: PrometheusAccess, policy: AccessPolicy) -> None:
+    """Credentials (a Secret's, or user:password in the URL) go over https only, unless the
+    operator explicitly allows plain http (labs)."""
+    has_credentials = bool(access.token or access.username is not None or URL(access.url).user)
+    if has_credentials and URL(access.url).scheme == "http" and not policy.credentials_over_http:
+        raise PrometheusError(
+            f"credentials for {access.safe_url} would travel in clear text over http://; "
+            "use https:// (nothing was sent)"
+        )
+
+
+def decode_secret(secret_name: str, data: dict[str, bytes]) -> dict[str, str]:
+    """The keys the operator uses, as text; a key that is not UTF-8 is named (its value never)."""
+    decoded = {}
+    for key in SECRET_KEYS:
+        if key not in data:
+            continue
+        try:
+            decoded[key] = data[key].decode("utf-8")
+        except UnicodeDecodeError:
+            raise PrometheusError(
+                f"Secret {secret_name!r}: the value of key {key!r} is not UTF-8 text"
+            ) from None
+    return decoded
+
+
 def access_with_secret(
-    url: str, timeout: float, secret_name: str, secret: dict[str, str]
+    url: str,
+    timeout: float,
+    secret_name: str,
+    secret: dict[str, str],
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> PrometheusAccess:
     """Credentials from a Secret, bound to the Prometheus URL the Secret itself names.
 
@@ -55,19 +133,27 @@ def access_with_secret(
             f'Secret {secret_name!r} has no "url" key: add the Prometheus URL its credentials are for'
         )
     if bound_to.rstrip("/") != url.rstrip("/"):
-        safe = str(URL(bound_to).with_user(None))
         raise PrometheusError(
-            f"Secret {secret_name!r} holds credentials for {safe}, not for {URL(url).with_user(None)}; "
+            f"Secret {secret_name!r} holds credentials for {_safe(bound_to)}, not for {_safe(url)}; "
             "they are sent only to the URL the Secret names"
         )
     return PrometheusAccess(
         url=url,
         timeout=timeout,
+        max_response_bytes=max_response_bytes,
         token=secret.get("token"),
         username=secret.get("username"),
         password=secret.get("password"),
         ca_cert=secret.get("ca.crt"),
     )
+
+
+def _safe(url: str) -> str:
+    """A URL for messages: no user:password, no query string, bounded."""
+    try:
+        return bounded(str(URL(url).with_user(None).with_query(None).with_fragment(None)), 200)
+    except (ValueError, TypeError):
+        return "(an unparsable URL)"
 
 
 _session: aiohttp.ClientSession | None = None
@@ -76,7 +162,10 @@ _session: aiohttp.ClientSession | None = None
 def _client() -> aiohttp.ClientSession:
     global _session
     if _session is None or _session.closed:
-        _session = aiohttp.ClientSession()
+        # No pool limit: one hung Prometheus must not hold the connections every other
+        # ModelDeployment's check waits for (each supervisor runs one check at a time anyway).
+        # No decompression: a small gzip answer must not become a huge one in memory.
+        _session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
     return _session
 
 
@@ -99,28 +188,60 @@ def _auth_headers(access: PrometheusAccess) -> dict[str, str]:
     return {}
 
 
+class AnswerTooLarge(PrometheusError):
+    """The answer was longer than the operator reads; the rest was never received."""
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, read in chunks; AnswerTooLarge (and the connection dropped) past `limit` bytes."""
+    if response.content_length is not None and response.content_length > limit:
+        response.close()
+        raise AnswerTooLarge(f"announced {response.content_length} bytes")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise AnswerTooLarge(f"sent more than {limit} bytes")
+    return bytes(body)
+
+
+def parse_answer(raw: bytes) -> Any:
+    """The JSON of an answer, or None when it is not JSON (garbage, too deeply nested)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 async def instant_query(access: PrometheusAccess, query: str, at: datetime | None = None) -> dict[str, Any]:
     """`data` of /api/v1/query for `query`, evaluated `at` (default: Prometheus' now).
 
     `at` is sent to the millisecond, truncated like the check times kept in status, so a check's
-    range starts exactly where the previous check's ended. Raises PrometheusError with a readable
-    reason.
+    range starts exactly where the previous check's ended. One deadline (`timeout`) covers the
+    connection, the headers and the whole body, so a server that answers a byte a second is cut
+    off too. Raises PrometheusError with a readable, bounded reason.
     """
     endpoint = URL(access.url.rstrip("/") + "/api/v1/query")
     form = {"query": query} if at is None else {"query": query, "time": to_timestamp(at)}
+    headers = {**_auth_headers(access), "Accept": "application/json", "Accept-Encoding": "identity"}
     try:
-        async with _client().post(
-            endpoint,
-            data=form,
-            headers=_auth_headers(access),
-            ssl=_ssl_for(access),
-            timeout=aiohttp.ClientTimeout(total=access.timeout),
-        ) as response:
-            status = response.status
-            try:
-                body = await response.json(content_type=None)
-            except ValueError:
-                body = None
+        async with asyncio.timeout(access.timeout):
+            async with _client().post(
+                endpoint,
+                data=form,
+                headers=headers,
+                ssl=_ssl_for(access),
+                timeout=aiohttp.ClientTimeout(total=access.timeout),
+            ) as response:
+                status = response.status
+                encoding = response.headers.get("Content-Encoding", "identity").lower()
+                raw = await read_capped(response, access.max_response_bytes)
+    except AnswerTooLarge as error:
+        raise PrometheusError(
+            f"Prometheus at {access.safe_url} answered too much ({error}; the operator reads at most "
+            f"{access.max_response_bytes} bytes): is prometheusUrl a Prometheus?"
+        ) from None
     except TimeoutError:
         raise PrometheusError(
             f"Prometheus at {access.safe_url} did not answer within {access.timeout:g}s"
@@ -131,10 +252,13 @@ async def instant_query(access: PrometheusAccess, query: str, at: datetime | Non
         ) from None
     if status in (401, 403):
         raise PrometheusError(f"Prometheus at {access.safe_url} refused the credentials (HTTP {status})")
+    body = parse_answer(raw) if encoding == "identity" else None
     if not isinstance(body, dict):
         raise PrometheusError(f"Prometheus at {access.safe_url} answered HTTP {status} without a JSON body")
     if body.get("status") != "success":
-        raise PrometheusError(f"Prometheus rejected the query ({body.get('errorType')}): {body.get('error')}")
+        raise PrometheusError(
+            bounded(f"Prometheus rejected the query ({body.get('errorType')}): {body.get('error')}")
+        )
     return body["data"]
 
 
@@ -188,8 +312,10 @@ async def measure(
         data = await instant_query(access, query, at)
         return accuracy_measurement(data) if builtin else single_value_measurement(data)
     except PrometheusError as error:
-        return Measurement(error=str(error))
+        return Measurement(error=bounded(str(error)))
     except asyncio.CancelledError:
         raise
-    except (KeyError, IndexError, TypeError, ValueError) as error:
-        return Measurement(error=f"unexpected answer from Prometheus: {type(error).__name__}: {error}")
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+        return Measurement(
+            error=bounded(f"unexpected answer from Prometheus: {type(error).__name__}: {error}")
+        )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vigil_operator import constants as c
-from vigil_operator import kube, metrics, prometheus
+from vigil_operator import feedback, kube, metrics, prometheus
 from vigil_operator.analysis import Measurement, Verdict
 from vigil_operator.builders import Owner, deployment_for, drift, observe, service_for
 from vigil_operator.config import Config
@@ -36,24 +36,48 @@ from vigil_operator.decisions import (
 from vigil_operator.queries import Target, builtin_accuracy_query, custom_query
 from vigil_operator.releases import AnalysisSpec, InvalidSpec, ModelDeploymentSpec, parse_spec
 from vigil_operator.status import facts_from_status, status_of, to_timestamp
+from vigil_operator.text import bounded
 
 INVALID_SPEC_RETRY_SECONDS = 60.0
 CONFLICT_RETRY_SECONDS = 0.2
 DRIFT_CHANGES_SHOWN = 5  # an event message stays readable; the rest is counted
 
 
-async def prometheus_access(analysis: AnalysisSpec, namespace: str) -> prometheus.PrometheusAccess:
-    """URL and, when a Secret is named, its credentials (only if the Secret names that URL)."""
+async def prometheus_access(
+    analysis: AnalysisSpec, namespace: str, policy: prometheus.AccessPolicy | None = None
+) -> prometheus.PrometheusAccess:
+    """URL and, when a Secret is named, its credentials (only if the Secret names that URL).
+
+    The operator's policy is checked first: a URL outside the allow-list gets no request and its
+    Secret is not even read; credentials never go over plain http unless the policy allows it.
+    """
+    policy = policy or prometheus.AccessPolicy()
+    prometheus.check_url(analysis.prometheus_url, policy)
     if not analysis.credentials_secret:
-        return prometheus.PrometheusAccess(url=analysis.prometheus_url, timeout=analysis.query_timeout)
-    secret = await kube.read_secret(namespace, analysis.credentials_secret)
-    return prometheus.access_with_secret(
-        analysis.prometheus_url, analysis.query_timeout, analysis.credentials_secret, secret
-    )
+        access = prometheus.PrometheusAccess(
+            url=analysis.prometheus_url,
+            timeout=analysis.query_timeout,
+            max_response_bytes=policy.max_response_bytes,
+        )
+    else:
+        data = await kube.read_secret(namespace, analysis.credentials_secret)
+        access = prometheus.access_with_secret(
+            analysis.prometheus_url,
+            analysis.query_timeout,
+            analysis.credentials_secret,
+            prometheus.decode_secret(analysis.credentials_secret, data),
+            policy.max_response_bytes,
+        )
+    prometheus.check_credentials_transport(access, policy)
+    return access
 
 
 async def run_check(
-    spec: ModelDeploymentSpec, target: Target, plan: QueryPlan, at: datetime | None = None
+    spec: ModelDeploymentSpec,
+    target: Target,
+    plan: QueryPlan,
+    at: datetime | None = None,
+    policy: prometheus.AccessPolicy | None = None,
 ) -> tuple[Measurement, str]:
     """Render the query and measure through Prometheus `at` the check's time (the core judges).
 
@@ -65,14 +89,40 @@ async def run_check(
         custom_query(analysis.query, target, plan) if analysis.query else builtin_accuracy_query(target, plan)
     )
     try:
-        access = await prometheus_access(analysis, target.namespace)
+        access = await prometheus_access(analysis, target.namespace, policy)
     except kube.ApiException as error:
-        measurement = Measurement(error=f"cannot read Secret {analysis.credentials_secret!r}: {error.reason}")
+        measurement = Measurement(
+            error=bounded(f"cannot read Secret {analysis.credentials_secret!r}: {error.reason}")
+        )
     except prometheus.PrometheusError as error:
-        measurement = Measurement(error=str(error))
+        measurement = Measurement(error=bounded(str(error)))
     else:
         measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at)
     return measurement, query
+
+
+async def ensure_feedback_secret(body: dict[str, Any], owner: Owner, logger: logging.Logger) -> None:
+    """Create the feedback token Secret, or write a new token when a rotation is asked for.
+
+    Before the Deployment, so its pods find the Secret they mount. A refusal (RBAC, a policy) is
+    logged and the round goes on: the pods then wait for the Secret, visibly, instead of every
+    other part of the round stalling too.
+    """
+    name = feedback.feedback_secret_name(owner.name)
+    rotation = feedback.rotation_requested(body)
+    try:
+        existing = await kube.read_secret_metadata(owner.namespace, name)
+        if not feedback.needs_new_token(existing, rotation):
+            return
+        await kube.apply_secret(feedback.feedback_secret_for(owner, feedback.new_token(), rotation))
+    except kube.ApiException as error:
+        refused = kube.refusal(error)
+        if refused is None:
+            raise
+        logger.error("cannot write the feedback token Secret %s/%s: %s", owner.namespace, name, refused)
+        return
+    what = "created" if existing is None else "rotated" if rotation is not None else "rewritten"
+    logger.info("feedback token Secret %s/%s %s", owner.namespace, name, what)
 
 
 def requested_action(body: dict[str, Any]) -> tuple[Action | None, str | None]:
@@ -113,7 +163,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     plan = check_due(facts, spec.analysis, now)
     if plan is not None and facts.current is not None:
         target = Target(name=name, namespace=namespace, version=facts.current.version)
-        measurement, query = await run_check(spec, target, plan, at=now)
+        measurement, query = await run_check(spec, target, plan, at=now, policy=config.prometheus_policy)
 
     decision = decide(
         Inputs(
@@ -141,12 +191,14 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             await kube.post_event(body, Reason.ACTION_IGNORED, message, warning=True, now=to_timestamp(now))
         await kube.clear_action(namespace, name)
 
+    await ensure_feedback_secret(body, owner, logger)
     wanted = deployment_for(
         owner,
         spec,
         decision.target,
         retries=decision.facts.retries,
         scrape_annotations=config.scrape_annotations,
+        default_resources=config.model_server_resources,
     )
     refused = await _apply_deployment(body, deployment, wanted, now, logger)
     applied_facts, events = record_apply(decision.facts, refused)
@@ -188,7 +240,9 @@ async def _post_events(
     body: dict[str, Any], events: tuple[Event, ...], now: datetime, logger: logging.Logger
 ) -> None:
     for event in events:
-        logger.log(logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason, event.message)
+        logger.log(
+            logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason, bounded(event.message)
+        )
         await kube.post_event(body, event.reason, event.message, warning=event.warning, now=to_timestamp(now))
 
 
@@ -259,6 +313,7 @@ def _count(
 
 async def _report_invalid_spec(body: dict[str, Any], message: str, now: datetime) -> None:
     """A spec the CRD schema let through but the operator cannot act on: say so, change nothing."""
+    message = bounded(message)
     meta = body["metadata"]
     status = dict(body.get("status") or {})
     if status.get("message") == message:

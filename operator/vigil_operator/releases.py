@@ -104,6 +104,8 @@ class ModelDeploymentSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     pod_labels: dict[str, str] = field(default_factory=dict)
     pod_annotations: dict[str, str] = field(default_factory=dict)
+    # The server may load a joblib/pickle file without spec.model.sha256 (loading runs its code).
+    allow_unpinned_pickle: bool = False
 
 
 _T = TypeVar("_T")
@@ -161,6 +163,7 @@ def parse_spec(
         resources=dict(spec.get("resources") or {}),
         pod_labels=dict(spec.get("podLabels") or {}),
         pod_annotations=dict(spec.get("podAnnotations") or {}),
+        allow_unpinned_pickle=model.get("allowUnpinnedPickle") is True,
     )
 
 

@@ -14,6 +14,9 @@ from typing import Any
 from vigil_operator.analysis import Streaks, Verdict, WatchState
 from vigil_operator.decisions import CheckRecord, Facts, HistoryEntry, Phase, metrics_unavailable, phase_of
 from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.text import EVENT_LIMIT, bounded
+
+STATUS_MESSAGE_LIMIT = EVENT_LIMIT  # a message may quote a bounded check reason and a refusal
 
 
 def to_timestamp(moment: datetime | None) -> str | None:
@@ -214,7 +217,7 @@ def status_of(
                 "type": condition.type,
                 "status": status,
                 "reason": condition.reason,
-                "message": condition.message,
+                "message": bounded(condition.message, STATUS_MESSAGE_LIMIT),
                 "observedGeneration": generation,
                 "lastTransitionTime": since or to_timestamp(now),
             }
@@ -223,7 +226,7 @@ def status_of(
     return {
         "observedGeneration": generation,
         "phase": phase_of(facts).value,
-        "message": message_of(facts, desired),
+        "message": bounded(message_of(facts, desired), STATUS_MESSAGE_LIMIT),
         "currentVersion": facts.current.version if facts.current else None,
         "stableVersion": facts.stable.version if facts.stable else None,
         "failedVersion": facts.failed_version,
@@ -255,7 +258,7 @@ def status_of(
             "lower": check.lower,
             "upper": check.upper,
             "query": check.query,
-            "reason": check.reason,
+            "reason": bounded(check.reason, STATUS_MESSAGE_LIMIT),
         },
         "history": [
             {

@@ -7,6 +7,7 @@ local process with the token and the command-line arguments of the chart's Deplo
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -100,7 +101,7 @@ def assert_no_permission_errors(stack: Stack) -> None:
         assert sign not in log, f"permission error in the operator's log:\n{log[-4000:]}"
 
 
-RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
 def chart_objects(helm: Helm, release: str, operator_namespace: str, namespace: str) -> list[dict]:
@@ -123,7 +124,7 @@ def test_least_privilege_rollout_and_automatic_rollback(
     cluster, namespace = stack.cluster, stack.namespace
     objects = chart_objects(helm, release, operator_namespace, namespace)
     rbac = [o for o in objects if o["kind"] in RBAC_KINDS]
-    assert {o["kind"] for o in rbac} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding"}
+    assert {o["kind"] for o in rbac} == set(RBAC_KINDS)
     cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(json.dumps(o) for o in rbac))
 
     kubeconfig = service_account_kubeconfig(
@@ -136,6 +137,10 @@ def test_least_privilege_rollout_and_automatic_rollback(
     assert can_i(cluster, kubeconfig, "create", "deployments.apps", "-n", namespace)
     assert not can_i(cluster, kubeconfig, "patch", "deployments.apps", "-n", "default")
     assert not can_i(cluster, kubeconfig, "list", "secrets", "-n", namespace)
+    assert can_i(cluster, kubeconfig, "create", "secrets", "-n", namespace)  # the feedback token
+    # Namespaced RBAC: no Secret of any other namespace, by name or otherwise.
+    assert not can_i(cluster, kubeconfig, "get", "secrets", "-n", "default")
+    assert not can_i(cluster, kubeconfig, "create", "secrets", "-n", "default")
     assert not can_i(cluster, kubeconfig, "delete", "deployments.apps", "-n", namespace)
     assert not can_i(cluster, kubeconfig, "get", "pods", "-n", namespace)
 
@@ -147,6 +152,7 @@ def test_least_privilege_rollout_and_automatic_rollback(
     stack.apply(model_deployment("iris", namespace, "v1", models["good"], prometheus_url=url))
     status = stack.wait_status("iris", promoted("v1"), what="v1 promoted")
     assert condition(status, "Ready")["status"] == "True"
+    assert_feedback_token_rotates_without_restarting_pods(stack)
     stack.apply(model_deployment("iris", namespace, "v2", models["bad"], prometheus_url=url))
     status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v2 rolled back")
     assert status["failedVersion"] == "v2"
@@ -159,6 +165,50 @@ def test_least_privilege_rollout_and_automatic_rollback(
     service = stack.api.get(f"/api/v1/namespaces/{namespace}/services/iris")
     assert service["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
     assert_no_permission_errors(stack)
+
+
+def assert_feedback_token_rotates_without_restarting_pods(stack: Stack) -> None:
+    """The feedback token Secret, written with the chart's permissions only: created with the
+    first release, owned by the ModelDeployment, mounted; rotated by annotation, pods untouched."""
+    namespace = stack.namespace
+    path = f"/api/v1/namespaces/{namespace}/secrets/iris-feedback"
+    secret = stack.api.get(path)
+    first = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(first) >= 43
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == stack.mdep("iris")["metadata"]["uid"]
+    pod_spec = stack.deployment("iris")["spec"]["template"]["spec"]
+    assert {"name": "feedback-token", "mountPath": "/var/run/vigil/feedback", "readOnly": True} in pod_spec[
+        "containers"
+    ][0]["volumeMounts"]
+    before = stack.deployment("iris")["metadata"]["generation"]
+
+    stack.cluster.kubectl("annotate", "mdep", "iris", "-n", namespace, "vigil.dev/rotate-feedback-token=r1")
+    rotated = wait_for(
+        lambda: (
+            (s := stack.api.get(path))["metadata"]
+            .get("annotations", {})
+            .get("vigil.dev/feedback-token-rotation")
+            == "r1"
+            and s
+        ),
+        timeout=30,
+        what="the feedback token rotated",
+    )
+    second = base64.b64decode(rotated["data"]["token"]).decode()
+    assert second != first
+    # The same value again (a GitOps re-sync) does not rotate again; the pods were not touched.
+    seen = last_check_time(stack)
+    stack.cluster.kubectl("annotate", "mdep", "iris", "-n", namespace, "app.example/resync=1")
+    stack.wait_status(
+        "iris", lambda s: (s.get("lastCheck") or {}).get("time") != seen, what="a round after the re-sync"
+    )
+    assert base64.b64decode(stack.api.get(path)["data"]["token"]).decode() == second
+    assert stack.deployment("iris")["metadata"]["generation"] == before
+
+
+def last_check_time(stack: Stack) -> str | None:
+    return (stack.status("iris").get("lastCheck") or {}).get("time")
 
 
 def test_helm_install_then_model_deployment_ready(
@@ -231,7 +281,7 @@ def test_a_missing_permission_fails_loudly(
     objects = chart_objects(helm, release, operator_namespace, namespace)
     rbac = [o for o in objects if o["kind"] in RBAC_KINDS]
     for role in rbac:
-        if role["kind"] == "ClusterRole":
+        if role["kind"] in ("ClusterRole", "Role"):
             role["rules"] = [r for r in role["rules"] if r["resources"] != ["events"]]
     cluster.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(json.dumps(o) for o in rbac))
     kubeconfig = service_account_kubeconfig(

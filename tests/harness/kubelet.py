@@ -10,6 +10,7 @@ that Kubernetes pod discovery would set.
 
 from __future__ import annotations
 
+import base64
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ class ServerKey:
     name: str
     version: str
     sha256: str
+    feedback_token: bool = False  # the pod mounts its ModelDeployment's feedback Secret
 
 
 @dataclass
@@ -42,6 +44,12 @@ class RunningServer:
     key: ServerKey
     port: int
     process: LocalProcess
+    token: str | None = None  # the feedback token it requires, when the pod mounts one
+
+    @property
+    def feedback_headers(self) -> dict[str, str]:
+        """What a client of this server sends with labels."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     @property
     def url(self) -> str:
@@ -58,7 +66,11 @@ def _server_key(pod: dict[str, Any]) -> ServerKey | None:
     if not env.get("MODEL_URI"):
         return None
     return ServerKey(
-        env["MODEL_URI"], env.get("MODEL_NAME", ""), env.get("MODEL_VERSION", ""), env.get("MODEL_SHA256", "")
+        env["MODEL_URI"],
+        env.get("MODEL_NAME", ""),
+        env.get("MODEL_VERSION", ""),
+        env.get("MODEL_SHA256", ""),
+        feedback_token=bool(env.get("MODEL_FEEDBACK_TOKEN_FILE")),
     )
 
 
@@ -140,9 +152,17 @@ class LocalKubelet:
         argv += ["--model-version", key.version, "--host", "127.0.0.1", "--port", str(port)]
         if key.sha256:
             argv += ["--sha256", key.sha256]
+        token = self._feedback_token(key) if key.feedback_token else None
+        if token is not None:
+            # What the Secret volume would hold: the same token, in a file only the server reads.
+            path = self.processes.log_dir / f"{key.name}-{key.version}-{port}.token"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(token)
+            path.chmod(0o600)
+            argv += ["--feedback-token-file", str(path)]
         process = self.processes.start(f"model-server-{key.version}", argv)
         with self._lock:
-            self.servers[key] = RunningServer(key, port, process)
+            self.servers[key] = RunningServer(key, port, process, token)
         if self.prometheus is not None:
             self.prometheus.set_targets(
                 [
@@ -151,6 +171,12 @@ class LocalKubelet:
                 ]
             )
         return self.servers[key]
+
+    def _feedback_token(self, key: ServerKey) -> str:
+        """The token in the ModelDeployment's `<name>-feedback` Secret (a 404 until the operator
+        made it: the pod waits, as a real one waits for its volume)."""
+        secret = self.api.get(f"/api/v1/namespaces/{self.namespace}/secrets/{key.name}-feedback")
+        return base64.b64decode(secret["data"]["token"]).decode()
 
     def _pod_ip(self) -> str:
         self._pod_ips += 1

@@ -52,7 +52,11 @@ class TrafficGenerator:
                     "labels": [int(self._labels[i]) for i in rows],
                 }
                 try:
-                    response = client.post(f"{server.url}/v2/models/{server.key.name}/feedback", json=body)
+                    response = client.post(
+                        f"{server.url}/v2/models/{server.key.name}/feedback",
+                        json=body,
+                        headers=server.feedback_headers,
+                    )
                     ok = response.status_code == 200
                 except httpx.HTTPError:
                     ok = False
@@ -122,7 +126,11 @@ class ControlledTraffic:
         ]
         body = {"instances": [self._features[i].tolist() for i in rows], "labels": labels}
         try:
-            response = client.post(f"{server.url}/v2/models/{server.key.name}/feedback", json=body)
+            response = client.post(
+                f"{server.url}/v2/models/{server.key.name}/feedback",
+                json=body,
+                headers=server.feedback_headers,
+            )
             ok = response.status_code == 200
         except httpx.HTTPError:
             ok = False

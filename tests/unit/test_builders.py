@@ -17,6 +17,8 @@ import yaml
 from unit.scenario import V1, V2, release
 
 from vigil_operator.builders import (
+    PRE_STOP_SECONDS,
+    SERVER_DRAIN_SECONDS,
     Owner,
     deployment_for,
     drift,
@@ -25,6 +27,7 @@ from vigil_operator.builders import (
     service_for,
     spec_hash,
 )
+from vigil_operator.config import DEFAULT_MODEL_SERVER_RESOURCES
 from vigil_operator.constants import ANNOTATION_RELEASE, LABEL_MODEL, LABEL_SPEC_HASH, LABEL_VERSION
 from vigil_operator.decisions import ObservedDeployment, release_id
 from vigil_operator.releases import AnalysisSpec, ModelDeploymentSpec, Release
@@ -119,7 +122,12 @@ def test_pods_meet_the_restricted_pod_security_standard() -> None:
     assert context["runAsNonRoot"] is True
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
     assert context["readOnlyRootFilesystem"] is True
-    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    # fsGroup is allowed by `restricted`; it lets the container's user read the mounted token.
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     assert "hostNetwork" not in pod
     assert "hostPID" not in pod
     assert all("hostPath" not in volume for volume in pod["volumes"])
@@ -220,6 +228,82 @@ def test_defaults_of_a_minimal_spec() -> None:
     deployment = deployment_for(OWNER, MINIMAL_SPEC, V1)
     assert deployment["spec"]["progressDeadlineSeconds"] == 600
     assert "resources" not in container(deployment)
+
+
+# --- pod defaults (issue 13: bounded resources, termination, probes) -----------------------------
+
+
+def test_a_spec_without_resources_gets_the_operators_default_resources() -> None:
+    defaults = DEFAULT_MODEL_SERVER_RESOURCES
+    built = container(deployment_for(OWNER, MINIMAL_SPEC, V1, default_resources=defaults))
+    assert built["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    # Burstable, never BestEffort: a request for memory and CPU, a memory limit, no CPU limit.
+    assert "cpu" not in built["resources"]["limits"]
+
+
+def test_the_specs_resources_win_over_the_defaults_and_empty_defaults_set_none() -> None:
+    built = container(deployment_for(OWNER, SPEC, RELEASE, default_resources=DEFAULT_MODEL_SERVER_RESOURCES))
+    assert built["resources"] == SPEC.resources
+    assert "resources" not in container(deployment_for(OWNER, MINIMAL_SPEC, V1, default_resources={}))
+
+
+def test_probes_have_explicit_timeouts_and_liveness_is_the_more_patient() -> None:
+    built = container(deployment_for(OWNER, SPEC, RELEASE))
+    readiness, liveness = built["readinessProbe"], built["livenessProbe"]
+    assert readiness["timeoutSeconds"] == 2
+    assert liveness["timeoutSeconds"] == 5
+    assert (
+        liveness["timeoutSeconds"] * liveness["failureThreshold"]
+        > readiness["timeoutSeconds"] * readiness["failureThreshold"]
+    )
+
+
+def test_the_grace_period_covers_the_pre_stop_sleep_and_the_servers_drain_with_headroom() -> None:
+    pod = deployment_for(OWNER, SPEC, RELEASE)["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop == PRE_STOP_SECONDS
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + SERVER_DRAIN_SECONDS
+    assert pod["terminationGracePeriodSeconds"] == 45
+
+
+def test_unpinned_pickles_are_allowed_only_when_the_spec_says_so() -> None:
+    def env_of(spec: ModelDeploymentSpec) -> dict[str, str]:
+        return {e["name"]: e["value"] for e in container(deployment_for(OWNER, spec, V1))["env"]}
+
+    assert "MODEL_ALLOW_UNPINNED_PICKLE" not in env_of(MINIMAL_SPEC)
+    allowed = ModelDeploymentSpec(release=V1, analysis=SPEC.analysis, allow_unpinned_pickle=True)
+    assert env_of(allowed)["MODEL_ALLOW_UNPINNED_PICKLE"] == "true"
+
+
+# --- the feedback token ------------------------------------------------------------------------
+
+
+def test_the_feedback_token_is_mounted_read_only_and_named_in_the_env() -> None:
+    deployment = deployment_for(OWNER, SPEC, RELEASE)
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in container(deployment)["env"]}
+    assert env["MODEL_FEEDBACK_TOKEN_FILE"] == "/var/run/vigil/feedback/token"
+    mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "feedback-token")
+    assert mount == {"name": "feedback-token", "mountPath": "/var/run/vigil/feedback", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "feedback-token")
+    # No subPath: the kubelet updates a mounted Secret in place only without one (rotation).
+    assert "subPath" not in mount
+    assert volume == {
+        "name": "feedback-token",
+        "secret": {
+            "secretName": "iris-feedback",
+            "items": [{"key": "token", "path": "token"}],
+            "defaultMode": 0o440,
+        },
+    }
+    assert "optional" not in volume["secret"], "no token, no pod: feedback is never left unauthenticated"
+
+
+def test_the_token_itself_never_reaches_the_deployment_so_rotation_restarts_no_pod() -> None:
+    # deployment_for has no token input at all; the template names the Secret only.
+    text = yaml.safe_dump(deployment_for(OWNER, SPEC, RELEASE))
+    assert "iris-feedback" in text
+    assert "vigil.dev/feedback-token-rotation" not in text
 
 
 def test_replicas_unset_in_the_spec_are_left_out_so_the_operator_never_owns_them() -> None:

@@ -158,19 +158,42 @@ def test_cluster_wide_by_default(helm_env: dict[str, str]) -> None:
     assert ("vigil-operator-cluster", "", "namespaces", "list") not in set(rules(objects))
 
 
-def test_watch_namespaces_binds_the_operator_role_only_there(helm_env: dict[str, str]) -> None:
+def test_watch_namespaces_makes_the_operator_role_a_role_in_each_watched_namespace(
+    helm_env: dict[str, str],
+) -> None:
     objects = render(helm_env, "watchNamespaces={ml,ml-staging}")
+    roles = by_kind(objects, "Role")
+    assert sorted((r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles) == [
+        ("ml", "vigil-operator"),
+        ("ml-staging", "vigil-operator"),
+    ]
     role_bindings = by_kind(objects, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in role_bindings) == ["ml", "ml-staging"]
-    assert {b["roleRef"]["name"] for b in role_bindings} == {"vigil-operator"}
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in role_bindings} == {
+        ("Role", "vigil-operator")
+    }
+    # Nothing on namespaced objects is cluster-wide: no ClusterRole with them, Secrets included.
+    assert [r["metadata"]["name"] for r in by_kind(objects, "ClusterRole")] == ["vigil-operator-cluster"]
     assert {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")} == {
         "vigil-operator-cluster"
     }
+    cluster_wide = {resource for role, _, resource, _ in rules(objects) if role == "vigil-operator-cluster"}
+    assert "secrets" not in cluster_wide
+    assert all(
+        {"secrets", "deployments"} <= {res for rule in r["rules"] for res in rule["resources"]} for r in roles
+    )
     args = parse_args(container(objects)["args"])
     assert args.namespace == ["ml", "ml-staging"]
     assert not args.all_namespaces
     # Kopf lists namespaces in namespaced mode (to follow watched namespaces coming and going).
     assert {("vigil-operator-cluster", "", "namespaces", v) for v in ("list", "watch")} <= set(rules(objects))
+
+
+def test_the_roles_rules_are_the_same_cluster_wide_and_per_namespace(helm_env: dict[str, str]) -> None:
+    def operator_rules(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        return {(g, r, v) for role, g, r, v in rules(objects) if role == "vigil-operator"}
+
+    assert operator_rules(render(helm_env)) == operator_rules(render(helm_env, "watchNamespaces={ml}"))
 
 
 def test_operator_args_are_the_real_command_line(helm_env: dict[str, str]) -> None:
@@ -322,11 +345,50 @@ def test_existing_service_account(helm_env: dict[str, str]) -> None:
     assert "serviceAccount.name is required" in failed.stderr
 
 
-def test_rbac_create_false_and_read_secrets_false(helm_env: dict[str, str]) -> None:
+def test_rbac_create_false_creates_no_roles(helm_env: dict[str, str]) -> None:
     assert not [o for o in render(helm_env, "rbac.create=false") if "Role" in o["kind"]]
-    resources = {resource for _, _, resource, _ in rules(render(helm_env, "rbac.readSecrets=false"))}
-    assert "secrets" not in resources
-    assert "secrets" in {resource for _, _, resource, _ in rules(render(helm_env))}
+    assert not [
+        o for o in render(helm_env, "rbac.create=false", "watchNamespaces={ml}") if "Role" in o["kind"]
+    ]
+
+
+@pytest.mark.parametrize("extra", [[], ["watchNamespaces={ml}"]], ids=["cluster-wide", "namespaced"])
+def test_secrets_are_read_and_written_by_name_only(helm_env: dict[str, str], extra: list[str]) -> None:
+    """get/create/patch for the feedback token Secret (server-side apply) and the Prometheus
+    credentials; never list or watch (no reading every Secret), never delete or update."""
+    verbs = {verb for _, _, resource, verb in rules(render(helm_env, *extra)) if resource == "secrets"}
+    assert verbs == {"get", "create", "patch"}
+
+
+def test_prometheus_limits_are_passed_to_the_operator(helm_env: dict[str, str]) -> None:
+    defaults = parse_args(container(render(helm_env))["args"])
+    assert defaults.prometheus_allowed_url == []
+    assert defaults.prometheus_max_response_bytes == 1048576
+    assert defaults.prometheus_credentials_over_http is False
+    objects = render(
+        helm_env,
+        "prometheus.allowedUrls={http://prometheus.monitoring:9090,https://thanos.example/tenant}",
+        "prometheus.maxResponseBytes=4194304",
+        "prometheus.credentialsOverHttp=true",
+    )
+    args = parse_args(container(objects)["args"])
+    assert args.prometheus_allowed_url == [
+        "http://prometheus.monitoring:9090",
+        "https://thanos.example/tenant",
+    ]
+    assert args.prometheus_max_response_bytes == 4194304
+    assert args.prometheus_credentials_over_http is True
+
+
+def test_model_server_default_resources_are_passed_to_the_operator(helm_env: dict[str, str]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    args = parse_args(container(render(helm_env))["args"])
+    assert args.model_server_resources == values["modelServers"]["defaultResources"]
+    assert args.model_server_resources["limits"] == {"memory": "1Gi"}
+    custom = render(helm_env, "modelServers.defaultResources.limits.memory=2Gi")
+    assert parse_args(container(custom)["args"]).model_server_resources["limits"] == {"memory": "2Gi"}
+    none = render(helm_env, "modelServers.defaultResources=null")
+    assert parse_args(container(none)["args"]).model_server_resources == {}
 
 
 def test_image_tag_defaults_to_app_version_and_digest_wins(helm_env: dict[str, str]) -> None:
@@ -345,6 +407,9 @@ def test_image_tag_defaults_to_app_version_and_digest_wins(helm_env: dict[str, s
         "watchNamespaces={Not_A_Namespace}",
         "liveness.port=0",
         "metrics.serviceMonitor.interval=soon",
+        "rbac.readSecrets=false",  # gone: the feedback token Secret needs get/create/patch anyway
+        "prometheus.maxResponseBytes=10",
+        "prometheus.allowedUrls={prometheus:9090}",
     ],
 )
 def test_schema_rejects_bad_values(helm_env: dict[str, str], bad: str) -> None:
@@ -366,7 +431,14 @@ def _schema_paths(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
         yield from _schema_paths(sub, f"{prefix}{key}.")
 
 
-FREE_FORM = ("podSecurityContext.", "securityContext.", "resources.requests.", "resources.limits.")
+FREE_FORM = (
+    "podSecurityContext.",
+    "securityContext.",
+    "resources.requests.",
+    "resources.limits.",
+    "modelServers.defaultResources.requests.",
+    "modelServers.defaultResources.limits.",
+)
 
 
 def test_schema_covers_every_value_with_a_description() -> None:

@@ -26,3 +26,53 @@ def test_the_command_line_flag_wins_over_the_environment(monkeypatch: pytest.Mon
     assert parse_args(["--no-scrape-annotations"]).scrape_annotations is False
     monkeypatch.delenv("VIGIL_SCRAPE_ANNOTATIONS")
     assert parse_args(["--scrape-annotations"]).scrape_annotations is True
+
+
+def test_prometheus_limits_have_safe_defaults() -> None:
+    policy = Config.from_env({}).prometheus_policy
+    assert policy.allowed_urls == ()
+    assert policy.max_response_bytes == 1024 * 1024
+    assert policy.credentials_over_http is False
+
+
+def test_prometheus_limits_come_from_the_environment() -> None:
+    policy = Config.from_env(
+        {
+            "VIGIL_PROMETHEUS_ALLOWED_URLS": "http://a:9090, https://b/x",
+            "VIGIL_PROMETHEUS_MAX_RESPONSE_BYTES": "4096",
+            "VIGIL_PROMETHEUS_CREDENTIALS_OVER_HTTP": "true",
+        }
+    ).prometheus_policy
+    assert policy.allowed_urls == ("http://a:9090", "https://b/x")
+    assert policy.max_response_bytes == 4096
+    assert policy.credentials_over_http is True
+
+
+def test_prometheus_limits_from_the_command_line() -> None:
+    args = parse_args(
+        [
+            "--prometheus-allowed-url=http://a:9090",
+            "--prometheus-allowed-url=https://b",
+            "--prometheus-max-response-bytes=2048",
+            "--prometheus-credentials-over-http",
+        ]
+    )
+    assert args.prometheus_allowed_url == ["http://a:9090", "https://b"]
+    assert args.prometheus_max_response_bytes == 2048
+    assert args.prometheus_credentials_over_http is True
+    with pytest.raises(SystemExit):
+        parse_args(["--prometheus-max-response-bytes=0"])
+
+
+def test_model_servers_get_default_resources_unless_told_otherwise() -> None:
+    assert Config.from_env({}).model_server_resources == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert Config.from_env({"VIGIL_MODEL_SERVER_RESOURCES": "{}"}).model_server_resources == {}
+    assert parse_args(['--model-server-resources={"limits": {"memory": "2Gi"}}']).model_server_resources == {
+        "limits": {"memory": "2Gi"}
+    }
+    for bad in ("[]", '{"cpu": "1"}', "not json"):
+        with pytest.raises(SystemExit):
+            parse_args([f"--model-server-resources={bad}"])

@@ -228,3 +228,19 @@ def test_sample_uses_only_declared_fields(root: dict[str, Any]) -> None:
                 check(child, schema["properties"][key], f"{path}.{key}")
 
     check(sample["spec"], root["properties"]["spec"], "spec")
+
+
+def test_unpinned_pickles_are_off_by_default_and_the_field_warns(root: dict[str, Any]) -> None:
+    from vigil_operator.releases import parse_spec
+
+    field = root["properties"]["spec"]["properties"]["model"]["properties"]["allowUnpinnedPickle"]
+    assert field["type"] == "boolean"
+    assert field["default"] is False
+    assert "runs code" in field["description"]
+
+    def allowed(model: dict[str, Any]) -> bool:
+        spec = {"version": "v1", "model": model}
+        return parse_spec(spec, default_image="i", default_prometheus_url="http://p").allow_unpinned_pickle
+
+    assert allowed({"uri": "/m.joblib"}) is False
+    assert allowed({"uri": "/m.joblib", "allowUnpinnedPickle": True}) is True

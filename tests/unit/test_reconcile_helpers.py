@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from vigil_operator.decisions import Action
+from vigil_operator import kube, prometheus
+from vigil_operator.decisions import Action, QueryPlan
 from vigil_operator.kube import ApiException, refusal
-from vigil_operator.reconcile import DRIFT_CHANGES_SHOWN, _as_stored, drift_message, requested_action
+from vigil_operator.prometheus import AccessPolicy
+from vigil_operator.queries import Target
+from vigil_operator.reconcile import (
+    DRIFT_CHANGES_SHOWN,
+    _as_stored,
+    drift_message,
+    requested_action,
+    run_check,
+)
+from vigil_operator.releases import AnalysisSpec, ModelDeploymentSpec, Release
 
 
 def test_a_status_compares_as_the_api_server_stores_it() -> None:
@@ -51,6 +62,10 @@ def test_a_refusal_carries_the_api_servers_message(status: int) -> None:
     assert refusal(api_error(status, json.dumps({"message": INVALID_LABEL}).encode())) == INVALID_LABEL
 
 
+def test_a_refusal_message_is_bounded() -> None:
+    assert len(refusal(api_error(422, {"message": "x" * 100_000})) or "") <= 512
+
+
 def test_a_refusal_without_a_readable_body_still_says_something() -> None:
     assert refusal(api_error(422, "<html>proxy error</html>")) == "Unprocessable Entity"
 
@@ -66,3 +81,62 @@ def test_a_drift_message_lists_the_first_changes_and_counts_the_rest() -> None:
     assert message.startswith("reverted edits of Deployment iris: spec.field0: 1 -> 2; spec.field1")
     assert message.endswith("; and 2 more")
     assert drift_message("iris", changes[:1]) == "reverted edits of Deployment iris: spec.field0: 1 -> 2"
+
+
+# --- Prometheus access: the operator's policy comes before any request or Secret read -----------
+
+TARGET = Target(name="iris", namespace="ml", version="v2")
+PLAN = QueryPlan(cumulative=True, range_seconds=300.0, window_seconds=300.0)
+
+
+def _spec(url: str, secret: str | None = None) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec(
+        release=Release("v2", "/m.joblib", "img"),
+        analysis=AnalysisSpec(prometheus_url=url, credentials_secret=secret, query_timeout=1.0),
+    )
+
+
+def _check(spec: ModelDeploymentSpec, policy: AccessPolicy) -> str | None:
+    async def run() -> str | None:
+        try:
+            measurement, _ = await run_check(spec, TARGET, PLAN, policy=policy)
+            return measurement.error
+        finally:
+            await prometheus.close()
+
+    return asyncio.run(run())
+
+
+def test_a_url_outside_the_allow_list_is_an_error_and_its_secret_is_not_even_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def never(namespace: str, name: str) -> dict[str, bytes]:
+        raise AssertionError("the Secret must not be read for a refused URL")
+
+    monkeypatch.setattr(kube, "read_secret", never)
+    policy = AccessPolicy(allowed_urls=("http://prometheus.monitoring:9090",))
+    error = _check(_spec("http://attacker.example:9090", secret="prom-reader"), policy)
+    assert error is not None
+    assert "not in the operator's allow-list" in error
+
+
+def test_a_secret_with_a_value_that_is_not_utf8_is_an_error_verdict_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def binary(namespace: str, name: str) -> dict[str, bytes]:
+        return {"url": b"https://p.example:9090", "token": b"\xff\xfe\xfd"}
+
+    monkeypatch.setattr(kube, "read_secret", binary)
+    error = _check(_spec("https://p.example:9090", secret="prom-reader"), AccessPolicy())
+    assert error == "Secret 'prom-reader': the value of key 'token' is not UTF-8 text"
+
+
+def test_a_secrets_credentials_are_not_sent_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def token(namespace: str, name: str) -> dict[str, bytes]:
+        return {"url": b"http://p.example:9090", "token": b"t0k"}
+
+    monkeypatch.setattr(kube, "read_secret", token)
+    error = _check(_spec("http://p.example:9090", secret="prom-reader"), AccessPolicy())
+    assert error is not None
+    assert "clear text over http://" in error
+    assert "t0k" not in error

@@ -79,14 +79,31 @@ def rows_from_tensor(tensor: object) -> np.ndarray:
     if values.dtype.kind not in kinds:
         needs = "true or false" if datatype == "BOOL" else "integers" if "INT" in datatype else "numbers"
         raise invalid(f"datatype {datatype} needs {needs}; data holds {kind_name(values.dtype.kind)}")
-    if values.dtype.kind in "iu" and datatype.startswith("UINT") and values.size and values.min() < 0:
-        raise invalid(f"datatype {datatype} takes no negative values")
+    _check_range(datatype, values)
     expected = math.prod(shape)
     if values.size != expected:
         raise invalid(f"shape {shape} means {expected} values but data holds {values.size}")
     if len(shape) != 2:
         raise invalid(f"shape must be [rows, features], like [1, 4]; got {shape}")
     return values.reshape(shape).astype(np.float64, copy=False)
+
+
+def _check_range(datatype: str, values: np.ndarray) -> None:
+    """422 if a value does not fit the tensor's datatype (300 in INT8, -1 in UINT8, 1e300 in FP32)."""
+    if not values.size or datatype == "BOOL":
+        return
+    if datatype == "FP64":
+        return  # JSON numbers beyond a double are refused when the body is parsed
+    dtype = np.dtype(datatype.replace("FP", "float").replace("UINT", "uint").replace("INT", "int"))
+    limits = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    smallest, largest = values.min(), values.max()
+    if smallest < limits.min or largest > limits.max:
+        if datatype.startswith("UINT") and smallest < 0:
+            raise invalid(f"datatype {datatype} takes no negative values")
+        raise invalid(
+            f"datatype {datatype} holds values from {limits.min} to {limits.max}; "
+            f"data has {smallest if smallest < limits.min else largest}"
+        )
 
 
 def _requested_outputs(outputs: object) -> tuple[str, ...]:

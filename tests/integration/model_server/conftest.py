@@ -8,7 +8,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from model_server_harness import ModelServer, start_server
+from model_server_harness import ModelServer, pinned, start_server
 from sklearn.linear_model import LogisticRegression
 
 from harness.models import iris as iris_dataset
@@ -52,4 +52,4 @@ def _attach_module_logs(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="module")
 def iris_server(module_processes: ProcessGroup, iris_model_file: Path) -> ModelServer:
     """A ready server for the iris model, shared by the tests of a module (so counters add up)."""
-    return start_server(module_processes, str(iris_model_file)).wait_ready()
+    return start_server(module_processes, str(iris_model_file), *pinned(iris_model_file)).wait_ready()

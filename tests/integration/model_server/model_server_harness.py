@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,11 @@ class ModelServer:
                 if sample.name == name and sample.labels == wanted:
                     return sample.value
         return None
+
+
+def pinned(model_file: Path | str) -> tuple[str, str]:
+    """The flags pinning `model_file` by its sha256: a joblib file loads only when pinned."""
+    return ("--sha256", hashlib.sha256(Path(model_file).read_bytes()).hexdigest())
 
 
 def server_argv(model_uri: str, port: int, *flags: str) -> list[str]:

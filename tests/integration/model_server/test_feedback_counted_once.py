@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_server_harness import MODEL_NAME, MODEL_VERSION, ModelServer, server_argv
+from model_server_harness import MODEL_NAME, MODEL_VERSION, ModelServer, pinned, server_argv
 from sklearn.linear_model import LogisticRegression
 
 from harness.ports import free_port
@@ -45,7 +45,8 @@ def two_jobs(address: str) -> list[ScrapeTarget]:
 
 def start_server_on(processes: ProcessGroup, model_file: Path, port: int) -> ModelServer:
     """A model server on a given port: a restarted container keeps its pod's address."""
-    return ModelServer(processes.start("model-server", server_argv(str(model_file), port)), port).wait_ready()
+    argv = server_argv(str(model_file), port, *pinned(model_file))
+    return ModelServer(processes.start("model-server", argv), port).wait_ready()
 
 
 def check_time() -> datetime:

@@ -46,7 +46,7 @@ def test_v2_infer_predicts_each_row_and_carries_an_id(
     assert response.status_code == 200
     document = response.json()
     assert (document["model_name"], document["model_version"]) == (MODEL_NAME, MODEL_VERSION)
-    assert re.fullmatch(r"[0-9a-f]+-\d+", document["id"])
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", document["id"])  # 16 random bytes, URL-safe base64
     expected = iris_classifier.predict(np.array([SETOSA, VIRGINICA], dtype=np.float32)).tolist()
     assert document["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [2], "data": expected}]
 

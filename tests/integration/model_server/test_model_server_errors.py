@@ -4,20 +4,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from model_server_harness import MODEL_NAME, MODEL_VERSION, ModelServer, start_server
+from model_server_harness import MODEL_NAME, MODEL_VERSION, ModelServer, pinned, start_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.processes import ProcessGroup
 
 MAX_BODY_BYTES = 2000
 INFER = f"/v2/models/{MODEL_NAME}/infer"
+JSON = {"content-type": "application/json"}
 GOOD_TENSOR = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
 
 
 @pytest.fixture(scope="module")
 def iris_server(module_processes: ProcessGroup, iris_model_file: Path) -> ModelServer:
     """This module's server has a small body limit, to test it without megabytes of JSON."""
-    limit = ("--max-body-bytes", str(MAX_BODY_BYTES))
+    limit = ("--max-body-bytes", str(MAX_BODY_BYTES), *pinned(iris_model_file))
     return start_server(module_processes, str(iris_model_file), *limit).wait_ready()
 
 
@@ -78,7 +79,7 @@ def test_a_bad_request_gets_a_4xx_with_a_message(
     ],
 )
 def test_a_body_that_is_not_json_gets_400(iris_server: ModelServer, raw_body: bytes, message: str) -> None:
-    response = iris_server.client.post(INFER, content=raw_body, headers={"content-type": "application/json"})
+    response = iris_server.client.post(INFER, content=raw_body, headers=JSON)
 
     assert response.status_code == 400
     assert message in response.json()["error"]
@@ -90,8 +91,8 @@ def test_a_body_over_the_limit_gets_413_with_or_without_a_declared_length(iris_s
     def chunks() -> Iterator[bytes]:
         yield from (oversized[i : i + 500] for i in range(0, len(oversized), 500))
 
-    declared = iris_server.client.post(INFER, content=oversized)
-    streamed = iris_server.client.post(INFER, content=chunks())
+    declared = iris_server.client.post(INFER, content=oversized, headers=JSON)
+    streamed = iris_server.client.post(INFER, content=chunks(), headers=JSON)
 
     for response in (declared, streamed):
         assert response.status_code == 413
@@ -100,7 +101,7 @@ def test_a_body_over_the_limit_gets_413_with_or_without_a_declared_length(iris_s
 
 
 def test_refused_requests_are_counted_by_code_and_none_was_a_5xx(iris_server: ModelServer) -> None:
-    iris_server.client.post(INFER, content=b"{")
+    iris_server.client.post(INFER, content=b"{", headers=JSON)
 
     counted = {
         (sample.labels["endpoint"], sample.labels["code"])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_server_harness import MODEL_NAME, ModelServer, start_server
+from model_server_harness import MODEL_NAME, ModelServer, pinned, start_server
 from sklearn.linear_model import LogisticRegression
 
 from harness.processes import ProcessGroup
@@ -17,6 +17,7 @@ COUNTERS = ("feedback_total", "feedback_correct_total", "predictions_total")
 @pytest.fixture(scope="module")
 def iris_server(module_processes: ProcessGroup, iris_model_file: Path) -> ModelServer:
     flags = ("--accuracy-window", str(ACCURACY_WINDOW), "--feedback-cache-size", str(FEEDBACK_CACHE_SIZE))
+    flags += pinned(iris_model_file)
     return start_server(module_processes, str(iris_model_file), *flags).wait_ready()
 
 

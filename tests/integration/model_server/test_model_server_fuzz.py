@@ -14,6 +14,7 @@ POST_PATHS = [
     f"/v1/models/{MODEL_NAME}:predict",
 ]
 DATATYPES = ["FP64", "FP32", "FP16", "INT64", "INT8", "UINT8", "UINT64", "BOOL", "BYTES", "STRING", ""]
+JSON = {"content-type": "application/json"}
 # A few hundred requests in all: enough to walk every branch of the parsers in seconds.
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -68,7 +69,7 @@ def assert_answered_without_5xx(response: httpx.Response) -> None:
 @FUZZ
 @given(path=st.sampled_from(POST_PATHS), document=documents)
 def test_json_documents_get_an_answer_or_a_4xx(iris_server: ModelServer, path: str, document: object) -> None:
-    response = iris_server.client.post(path, content=json.dumps(document, allow_nan=False))
+    response = iris_server.client.post(path, content=json.dumps(document, allow_nan=False), headers=JSON)
 
     assert_answered_without_5xx(response)
 
@@ -76,7 +77,7 @@ def test_json_documents_get_an_answer_or_a_4xx(iris_server: ModelServer, path: s
 @FUZZ
 @given(path=st.sampled_from(POST_PATHS), body=st.binary(max_size=300))
 def test_arbitrary_bytes_get_a_4xx(iris_server: ModelServer, path: str, body: bytes) -> None:
-    assert_answered_without_5xx(iris_server.client.post(path, content=body))
+    assert_answered_without_5xx(iris_server.client.post(path, content=body, headers=JSON))
 
 
 @FUZZ

@@ -5,7 +5,7 @@ import signal
 import socket
 from pathlib import Path
 
-from model_server_harness import MODEL_NAME, start_server
+from model_server_harness import MODEL_NAME, pinned, start_server
 
 from harness.processes import ProcessGroup
 from harness.waiting import wait_for
@@ -32,7 +32,7 @@ def read_until(connection: socket.socket, marker: bytes) -> bytes:
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(
     processes: ProcessGroup, iris_model_file: Path
 ) -> None:
-    server = start_server(processes, str(iris_model_file)).wait_ready()
+    server = start_server(processes, str(iris_model_file), *pinned(iris_model_file)).wait_ready()
     body = json.dumps({"instances": [[6.9, 3.1, 5.4, 2.1]]}).encode()
     head = (
         f"POST /v1/models/{MODEL_NAME}:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"

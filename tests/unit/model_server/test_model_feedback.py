@@ -60,3 +60,34 @@ def test_accuracy_covers_only_the_last_window_of_labelled_rows() -> None:
     assert window.add(np.array([True, True, False])) == pytest.approx(2 / 3)
     assert window.add(np.array([False, False])) == pytest.approx(1 / 4)  # the first True dropped out
     assert window.add(np.array([True] * 10)) == 1.0
+
+
+def test_the_cache_keeps_a_copy_so_a_row_of_a_batch_does_not_pin_the_batch() -> None:
+    cache = PredictionCache(max_rows=10)
+    batch_output = np.zeros(150_000, dtype=np.int64)  # 1.2 MB: the output of one shared predict call
+
+    cache.remember("one-row", batch_output[7:8])
+
+    kept = cache.predictions("one-row")
+    assert kept.base is None
+    assert kept.nbytes == 8
+    assert not np.shares_memory(kept, batch_output)
+
+
+@pytest.mark.parametrize("labelled", [True, False], ids=["labelled", "awaiting labels"])
+def test_a_remembered_id_is_never_opened_again(labelled: bool) -> None:
+    cache = PredictionCache(max_rows=10)
+    cache.remember("client-7", np.array([0]))
+    if labelled:
+        cache.mark_labelled("client-7")
+
+    with pytest.raises(ApiError) as error_info:
+        cache.remember("client-7", np.array([1]))
+
+    assert error_info.value.status == 409
+    assert "give each request its own id" in error_info.value.message
+    if labelled:
+        with pytest.raises(ApiError, match="already has labels"):
+            cache.predictions("client-7")
+    else:
+        np.testing.assert_array_equal(cache.predictions("client-7"), [0])

@@ -30,6 +30,16 @@ def test_an_infer_request_gives_rows_with_the_tensor_shape(data: list[object]) -
     assert (request.outputs, request.request_id) == (("predict",), "r-1")
 
 
+@pytest.mark.parametrize(
+    ("datatype", "data"),
+    [("INT8", [-128, 127, 0, 1]), ("UINT8", [0, 255, 1, 2]), ("FP32", [3.4e38, -3.4e38, 0.5, 1])],
+)
+def test_values_at_the_limits_of_their_datatype_are_accepted(datatype: str, data: list[float]) -> None:
+    request = v2.parse_infer_request({"inputs": [tensor(datatype=datatype, data=data)]})
+
+    np.testing.assert_array_equal(request.rows, [data])
+
+
 def test_integer_data_in_an_integer_tensor_is_accepted() -> None:
     request = v2.parse_infer_request({"inputs": [tensor(datatype="INT32", data=[5, 3, 1, 0])]})
 
@@ -59,6 +69,21 @@ def test_requested_outputs_are_kept_in_order_without_repeats() -> None:
         ({"inputs": [tensor(data=[5.1, 3.5, 1.4, None])]}, 422, "data holds nulls"),
         ({"inputs": [tensor(datatype="INT64")]}, 422, "INT64 needs integers; data holds decimal numbers"),
         ({"inputs": [tensor(datatype="UINT8", data=[1, 2, 3, -4])]}, 422, "UINT8 takes no negative values"),
+        (
+            {"inputs": [tensor(datatype="INT8", data=[1, 2, 3, 300])]},
+            422,
+            "INT8 holds values from -128 to 127",
+        ),
+        ({"inputs": [tensor(datatype="INT8", data=[1, 2, 3, -129])]}, 422, "data has -129"),
+        (
+            {"inputs": [tensor(datatype="UINT8", data=[1, 2, 3, 256])]},
+            422,
+            "UINT8 holds values from 0 to 255",
+        ),
+        ({"inputs": [tensor(datatype="INT16", data=[1, 2, 3, 40000])]}, 422, "INT16 holds values"),
+        ({"inputs": [tensor(datatype="INT32", data=[1, 2, 3, 2**31])]}, 422, "INT32 holds values"),
+        ({"inputs": [tensor(datatype="FP16", data=[1, 2, 3, 70000.0])]}, 422, "FP16 holds values"),
+        ({"inputs": [tensor(datatype="FP32", data=[1, 2, 3, 1e300])]}, 422, "FP32 holds values"),
         ({"inputs": [tensor(datatype="BOOL")]}, 422, "BOOL needs true or false"),
         ({"inputs": [tensor(shape=[2, 4])]}, 422, "shape [2, 4] means 8 values but data holds 4"),
         ({"inputs": [tensor(shape=[1, 2, 2])]}, 422, "shape must be [rows, features]"),
@@ -157,3 +182,31 @@ def test_class_names_are_sent_as_bytes_tensors() -> None:
     assert response["outputs"] == [
         {"name": "predict", "datatype": "BYTES", "shape": [2], "data": ["setosa", "virginica"]}
     ]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[None], [True], [False], [0, None], ["0"], [1.5], [2**70]],
+    ids=["null", "true", "false", "a null among classes", "a string for a number", "a decimal", "huge"],
+)
+def test_labels_that_are_not_class_values_get_422(
+    classifier: LogisticRegression, labels: list[object]
+) -> None:
+    error = refusal(Predictor(classifier).labels, labels, len(labels))
+
+    assert error.status == 422
+    assert "is not one of the model's classes: 0, 1, 2" in error.message
+
+
+def test_a_whole_number_written_as_a_decimal_is_its_class(classifier: LogisticRegression) -> None:
+    np.testing.assert_array_equal(Predictor(classifier).labels([2.0, 0], 2), [2, 0])
+
+
+def test_string_classes_take_strings_only(iris: tuple[np.ndarray, np.ndarray]) -> None:
+    features, labels = iris
+    names = np.array(["setosa", "versicolor", "virginica"])[labels]
+    predictor = Predictor(LogisticRegression(max_iter=1000).fit(features, names))
+
+    np.testing.assert_array_equal(predictor.labels(["virginica"], 1), ["virginica"])
+    assert "(labels are strings" in refusal(predictor.labels, [0], 1).message
+    assert "(labels are strings" in refusal(predictor.labels, [None], 1).message

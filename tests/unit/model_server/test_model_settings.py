@@ -68,3 +68,23 @@ def test_a_bad_or_missing_value_exits_with_a_message_naming_it(
 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_hardening_settings_have_safe_defaults_and_their_variables() -> None:
+    defaults = parse_settings(REQUIRED, environ={})
+    environ = {
+        "MODEL_FEEDBACK_TOKEN_FILE": "/var/run/vigil/feedback/token",
+        "MODEL_MAX_FEEDBACK_ROWS": "50",
+        "MODEL_MAX_INFER_ROWS": "500",
+        "MAX_HEADER_BYTES": "8192",
+        "MAX_CONCURRENCY": "64",
+    }
+
+    settings = parse_settings(REQUIRED, environ=environ)
+
+    assert defaults.feedback_token_file is None
+    assert (defaults.max_feedback_rows, defaults.max_infer_rows) == (1000, 10_000)
+    assert (defaults.max_header_bytes, defaults.max_concurrency) == (16384, 1000)
+    assert settings.feedback_token_file == "/var/run/vigil/feedback/token"
+    assert (settings.max_feedback_rows, settings.max_infer_rows) == (50, 500)
+    assert (settings.max_header_bytes, settings.max_concurrency) == (8192, 64)

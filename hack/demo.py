@@ -51,6 +51,7 @@ ANALYSIS = {
     "failureLimit": 3,
     "successLimit": 3,
     "threshold": THRESHOLD,
+    "evaluationDelay": "1s",  # the demo's Prometheus scrapes every second, on this machine
 }
 STATE_FILE = "demo-state.json"
 

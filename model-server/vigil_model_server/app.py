@@ -60,6 +60,9 @@ def require_json(request: Request) -> None:
         raise ApiError(415, message)
 
 
+BODY_READ = "vigil.body_read"
+
+
 async def read_json(request: Request, limit: int) -> object:
     """The body parsed as JSON: 415 unless declared as JSON, 413 past `limit` bytes, 400 if not JSON."""
     require_json(request)
@@ -79,6 +82,7 @@ async def read_json(request: Request, limit: int) -> object:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    request.scope[BODY_READ] = True  # a 413 for too many rows then has nothing to drain
     try:
         return orjson.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
     except orjson.JSONDecodeError as error:
@@ -189,7 +193,8 @@ async def _answer_then_drain(response: Response, request: Request, send: Send) -
     start = {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
     await send(start)
     await send({"type": "http.response.body", "body": response.body, "more_body": True})
-    if request.headers.get("expect", "").lower() != "100-continue":
+    unread = not request.scope.get(BODY_READ)
+    if unread and request.headers.get("expect", "").lower() != "100-continue":
         drained = 0
         try:
             async with asyncio.timeout(LINGER_SECONDS):

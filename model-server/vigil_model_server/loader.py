@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -194,31 +195,57 @@ def _download(url: str, shown: str, options: LoadOptions) -> bytes:
         f"{shown}: download did not finish within {options.download_timeout_seconds:g} s "
         "(MODEL_DOWNLOAD_TIMEOUT_SECONDS)"
     )
-    with httpx.Client(follow_redirects=False) as client:
-        request = client.build_request("GET", url)
-        for _ in range(MAX_REDIRECTS + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise too_slow
-            # Each read may wait at most until the deadline; between reads the loop checks it, so
-            # a store that drips one byte a second fails at the deadline too.
-            request.extensions["timeout"] = httpx.Timeout(remaining).as_dict()
-            try:
-                response = client.send(request, stream=True)
-                try:
-                    if response.next_request is not None:
-                        request = _redirect(shown, request, response.next_request)
-                        continue
-                    _check_status(shown, request, response)
-                    return _read_body(shown, response, options.max_bytes, deadline, too_slow)
-                finally:
-                    response.close()
-            except httpx.TimeoutException as error:
+    # Compressed answers are refused (read raw, a small gzip bomb would pass any size cap).
+    with httpx.Client(follow_redirects=False, headers={"Accept-Encoding": "identity"}) as client:
+        # Per-read timeouts cannot bound a store that drips its headers or body; closing the
+        # client at the deadline does, whatever it is waiting for.
+        expired = threading.Event()
+        watchdog = threading.Timer(options.download_timeout_seconds, lambda: (expired.set(), client.close()))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return _follow(shown, client, client.build_request("GET", url), options, deadline, too_slow)
+        except (httpx.HTTPError, RuntimeError, OSError) as error:
+            if expired.is_set():
                 raise too_slow from error
-            except httpx.TransportError as error:
+            if isinstance(error, httpx.TimeoutException):
+                raise too_slow from error
+            if isinstance(error, httpx.TransportError | OSError):
                 raise StoreUnavailable(f"{shown}: download failed: {_describe(error)}") from error
-            except httpx.HTTPError as error:
-                raise LoadError(f"{shown}: download failed: {_describe(error)}") from error
+            raise LoadError(f"{shown}: download failed: {_describe(error)}") from error
+        finally:
+            watchdog.cancel()
+
+
+def _follow(
+    shown: str,
+    client: httpx.Client,
+    request: httpx.Request,
+    options: LoadOptions,
+    deadline: float,
+    too_slow: StoreUnavailable,
+) -> bytes:
+    """Redirects followed by hand (never from https to http), then the body."""
+    for _ in range(MAX_REDIRECTS + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise too_slow
+        request.extensions["timeout"] = httpx.Timeout(remaining).as_dict()
+        response = client.send(request, stream=True)
+        try:
+            if response.next_request is not None:
+                request = _redirect(shown, request, response.next_request)
+                continue
+            _check_status(shown, request, response)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise LoadError(
+                    f"{shown}: download failed: the store answered {encoding!r}-encoded; "
+                    "only uncompressed files are read"
+                )
+            return _read_body(shown, response, options.max_bytes, deadline, too_slow)
+        finally:
+            response.close()
     raise LoadError(f"{shown}: download failed: more than {MAX_REDIRECTS} redirects")
 
 
@@ -249,7 +276,7 @@ def _read_body(
     if declared.isdigit() and int(declared) > max_bytes:
         raise LoadError(f"{shown}: {_too_large(max_bytes)}")
     content = bytearray()
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         content += chunk
         if len(content) > max_bytes:
             raise LoadError(f"{shown}: {_too_large(max_bytes)}")
@@ -258,7 +285,7 @@ def _read_body(
     return bytes(content)
 
 
-def _describe(error: httpx.HTTPError) -> str:
+def _describe(error: Exception) -> str:
     return redact_text(str(error)) or type(error).__name__
 
 

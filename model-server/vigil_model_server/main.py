@@ -25,7 +25,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         loop="uvloop",
         http=header_limited_protocol(settings.max_header_bytes),
-        limit_concurrency=settings.max_concurrency,
+        limit_concurrency=settings.max_concurrency or None,
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -93,7 +93,7 @@ class ModelService:
 
     async def feedback_for_rows(self, rows: np.ndarray, labels: object) -> Scored:
         """Predict `rows` now and score the predictions against `labels`."""
-        self._check_feedback_size(labels)
+        self._check_feedback_size(labels, self._max_feedback_rows)
         self._check_rows(rows, self._max_feedback_rows, "feedback", "MODEL_MAX_FEEDBACK_ROWS")
         truth = self.predictor.labels(labels, len(rows))
         predictions = self.predictor.check_finite(PREDICT, await self._batchers[PREDICT].submit(rows))
@@ -101,8 +101,12 @@ class ModelService:
         return self._score(predictions, truth)
 
     def feedback_for_id(self, response_id: str, labels: object) -> Scored:
-        """Score the predictions of the earlier response `response_id` against `labels`, once."""
-        self._check_feedback_size(labels)
+        """Score the predictions of the earlier response `response_id` against `labels`, once.
+
+        Up to the inference cap, not the feedback cap: an answer of 1,500 rows takes its labels in
+        one request (an id takes labels once), and its size was bounded when it was predicted.
+        """
+        self._check_feedback_size(labels, max(self._max_feedback_rows, self._max_infer_rows))
         predictions = self._cache.predictions(response_id)
         truth = self.predictor.labels(labels, len(predictions))
         self._cache.mark_labelled(response_id)
@@ -116,11 +120,12 @@ class ModelService:
                 "send them in several requests"
             )
 
-    def _check_feedback_size(self, labels: object) -> None:
-        if isinstance(labels, list) and len(labels) > self._max_feedback_rows:
+    def _check_feedback_size(self, labels: object, limit: int) -> None:
+        if isinstance(labels, list) and len(labels) > limit:
+            by_rows = limit == self._max_feedback_rows
+            setting = "MODEL_MAX_FEEDBACK_ROWS" if by_rows else "MODEL_MAX_INFER_ROWS"
             raise too_large(
-                f"the feedback request has {len(labels)} labels; the limit is {self._max_feedback_rows} "
-                "(MODEL_MAX_FEEDBACK_ROWS): send them in several requests"
+                f"the feedback request has {len(labels)} labels; the limit is {limit} ({setting})"
             )
 
     def _score(self, predictions: np.ndarray, truth: np.ndarray) -> Scored:

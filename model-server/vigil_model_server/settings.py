@@ -37,7 +37,14 @@ class Settings:
     max_feedback_rows: int = 1000
     max_infer_rows: int = 10_000
     max_header_bytes: int = 16384
-    max_concurrency: int = 1000
+    max_concurrency: int = 0  # 0: no limit (uvicorn counts idle connections too, probes included)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be at least 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -209,8 +216,8 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
         "--max-concurrency",
         "MAX_CONCURRENCY",
         "max_concurrency",
-        _positive_int,
-        "open connections or requests in progress, at most (default 1000; more get 503)",
+        _non_negative_int,
+        "open connections, idle ones included, at most; more get 503, probes too (default 0: no limit)",
     ),
 ]
 

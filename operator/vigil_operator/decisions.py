@@ -112,6 +112,9 @@ class Facts:
     degraded_reason: str | None = None  # set when only a person can move things on
     streaks: Streaks = field(default_factory=Streaks)
     watch: WatchState = field(default_factory=WatchState)  # the CUSUM of the promoted release
+    # Where the watch's next range starts: the last check that counted labels (an error counts
+    # none, so the labels of its interval are read by the next check, not lost).
+    counted_until: datetime | None = None
     last_check: CheckRecord | None = None
     history: tuple[HistoryEntry, ...] = ()
     retries: int = 0  # retries requested so far; part of the release id, so a retry recreates pods
@@ -133,6 +136,7 @@ class Inputs:
     observed: ObservedDeployment | None
     now: datetime
     measurement: Measurement | None = None  # present when `check_due` said so and the shell measured
+    plan: QueryPlan | None = None  # what `measurement` measured; it counts only if still the plan
     query: str = ""  # the rendered query of `measurement`
     action: Action | None = None
     progress_deadline_seconds: float = 600.0  # from rolloutStartedAt, whatever the Deployment says
@@ -214,8 +218,8 @@ def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan 
     if phase_of(facts) is Phase.ANALYZING:
         since_serving = (now - facts.serving_since).total_seconds()
         return QueryPlan(cumulative=True, range_seconds=since_serving, window_seconds=since_serving)
-    since_last = (now - last).total_seconds()
-    return QueryPlan(cumulative=False, range_seconds=since_last, window_seconds=analysis.window)
+    since_counted = (now - (facts.counted_until or last)).total_seconds()
+    return QueryPlan(cumulative=False, range_seconds=since_counted, window_seconds=analysis.window)
 
 
 def decide(inputs: Inputs) -> Decision:
@@ -231,7 +235,9 @@ def decide(inputs: Inputs) -> Decision:
     if facts.current != target:  # the rollout failed and was reverted
         return Decision(facts.current, facts, events, ROLLOUT_POLL_SECONDS)
     plan = check_due(facts, inputs.analysis, inputs.now)
-    if inputs.measurement is not None and plan is not None:
+    # A measurement made for another plan (an action this round promoted or reverted) is
+    # dropped: the next round measures what the new phase needs.
+    if inputs.measurement is not None and plan is not None and plan == inputs.plan:
         facts, more = _apply_check(inputs, facts, inputs.measurement, plan)
         events += more
     return Decision(facts.current or target, facts, events, _requeue_after(facts, inputs))
@@ -253,6 +259,7 @@ def _apply_action(inputs: Inputs) -> tuple[Facts, tuple[Event, ...]]:
             rollback_reason=None,
             streaks=Streaks(),
             watch=WatchState(),
+            counted_until=None,
             last_check=None,
             retries=facts.retries + 1,
         )
@@ -304,6 +311,7 @@ def _start_rollout(inputs: Inputs, facts: Facts, target: Release) -> tuple[Facts
         failed_version=None if target.version != facts.failed_version else facts.failed_version,
         streaks=Streaks(),
         watch=WatchState(),
+        counted_until=None,
         last_check=None,
         history=history,
     )
@@ -396,7 +404,8 @@ def _apply_check(
         query=inputs.query,
         reason=check.reason,
     )
-    facts = replace(facts, streaks=streaks, watch=watch_state, last_check=record)
+    counted_until = facts.counted_until if check.verdict is Verdict.ERROR else inputs.now
+    facts = replace(facts, streaks=streaks, watch=watch_state, counted_until=counted_until, last_check=record)
     detail = f"{check.reason}; query: {inputs.query}"
     events: tuple[Event, ...] = ()
     if check.verdict is Verdict.ERROR:
@@ -470,6 +479,7 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
         serving_since=None,
         streaks=Streaks(),
         watch=WatchState(),
+        counted_until=None,
         history=_remember(facts.history, failed, "failed", now, message),
     )
     event = Event(
@@ -486,6 +496,7 @@ def _promote(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Ev
         stable=current,
         streaks=Streaks(),
         watch=WatchState(),
+        counted_until=now,  # the watch starts here: what came before was judged by the gate
         history=_remember(facts.history, current, "promoted", now, message),
     )
     return promoted, (Event(Reason.PROMOTED, f"{current.version} promoted to stable: {message}"),)

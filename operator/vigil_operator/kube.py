@@ -114,13 +114,15 @@ async def write_status(namespace: str, name: str, status: dict[str, Any], resour
     return str(written["metadata"]["resourceVersion"])
 
 
-async def clear_action(namespace: str, name: str) -> None:
-    """Remove the handled `vigil.dev/action` annotation (metadata, not spec: GitOps-safe)."""
+async def clear_action(namespace: str, name: str) -> str:
+    """Remove the handled `vigil.dev/action` annotation (metadata, not spec: GitOps-safe);
+    returns the object's new resourceVersion."""
     api = await connect()
     body = {"metadata": {"annotations": {c.ANNOTATION_ACTION: None}}}
-    await client.CustomObjectsApi(api).patch_namespaced_custom_object(
+    patched = await client.CustomObjectsApi(api).patch_namespaced_custom_object(
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
     )
+    return patched["metadata"]["resourceVersion"]
 
 
 async def read_secret(namespace: str, name: str) -> dict[str, bytes]:

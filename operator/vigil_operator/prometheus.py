@@ -78,7 +78,20 @@ def check_url(url: str, policy: AccessPolicy) -> None:
 
 
 def url_allowed(url: URL, allowed: URL) -> bool:
-    """Same scheme, host and port as `allowed`, and a path at or below its path (segment-wise)."""
+    """Same scheme, host and port as `allowed`, and a path at or below its path (segment-wise).
+
+    A path with `.` or `..` segments, or an encoded dot, slash or backslash, is never allowed: a
+    gateway that decodes and normalises it could land outside the allowed prefix.
+    """
+    raw = url.raw_path.lower()
+    if (
+        "%2f" in raw
+        or "%5c" in raw
+        or "%2e" in raw
+        or "\\" in raw
+        or any(part in (".", "..") for part in url.raw_path.split("/"))
+    ):
+        return False
     if (url.scheme, (url.host or "").lower(), url.port) != (
         allowed.scheme,
         (allowed.host or "").lower(),
@@ -233,6 +246,9 @@ async def instant_query(access: PrometheusAccess, query: str, at: datetime | Non
                 headers=headers,
                 ssl=_ssl_for(access),
                 timeout=aiohttp.ClientTimeout(total=access.timeout),
+                # A redirect would take the query (and, same-origin, the credentials) to a URL
+                # the allow-list never saw.
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 encoding = response.headers.get("Content-Encoding", "identity").lower()
@@ -252,6 +268,11 @@ async def instant_query(access: PrometheusAccess, query: str, at: datetime | Non
         ) from None
     if status in (401, 403):
         raise PrometheusError(f"Prometheus at {access.safe_url} refused the credentials (HTTP {status})")
+    if 300 <= status < 400:
+        raise PrometheusError(
+            f"Prometheus at {access.safe_url} answered a redirect (HTTP {status}); the operator follows "
+            "none: set prometheusUrl to the URL that answers"
+        )
     body = parse_answer(raw) if encoding == "identity" else None
     if not isinstance(body, dict):
         raise PrometheusError(f"Prometheus at {access.safe_url} answered HTTP {status} without a JSON body")

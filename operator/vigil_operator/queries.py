@@ -51,10 +51,12 @@ def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
     """Correct and total labelled predictions of one version over exactly the plan's range.
 
     Per model server process (`POD_IDENTITY`; `max` keeps one copy of a pod scraped by several
-    jobs): the counter now minus the counter `range_seconds` ago, or the counter now when there
-    is nothing to subtract (the pod started within the range) or the difference is negative
-    (the server restarted). No `increase()`: it extrapolates, so counts would not be whole and
-    back-to-back ranges would not add up to the total.
+    jobs): the counter now minus the counter `range_seconds` ago; when there is nothing to
+    subtract (the pod started within the range, or Prometheus lost its data) or the difference
+    is negative (the server restarted), the counter now minus its lowest value within the range
+    (the servers expose their counters at 0 from the start). Either way a label is never counted
+    twice; a restart or lost data can only leave labels out. No `increase()`: it extrapolates, so
+    counts would not be whole and back-to-back ranges would not add up to the total.
     """
     selector = (
         f"namespace={_quote(target.namespace)}, model={_quote(target.name)}, version={_quote(target.version)}"
@@ -64,7 +66,9 @@ def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
     def counted(metric: str, series: str) -> str:
         now = f"max by ({POD_IDENTITY}) ({metric}{{{selector}}})"
         before = f"max by ({POD_IDENTITY}) ({metric}{{{selector}}} offset {offset})"
-        return f'label_replace(sum(({now} - {before}) >= 0 or {now}), "{SERIES_LABEL}", "{series}", "", "")'
+        lowest = f"max by ({POD_IDENTITY}) (min_over_time({metric}{{{selector}}}[{offset}]))"
+        since = f"({now} - {before}) >= 0 or ({now} - {lowest})"
+        return f'label_replace(sum({since}), "{SERIES_LABEL}", "{series}", "", "")'
 
     return f"{counted(FEEDBACK_CORRECT, 'correct')} or {counted(FEEDBACK_TOTAL, 'total')}"
 

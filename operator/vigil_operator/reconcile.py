@@ -12,7 +12,7 @@ the API server refuses it, a second status write records the refusal for the con
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil_operator import constants as c
@@ -163,7 +163,10 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     plan = check_due(facts, spec.analysis, now)
     if plan is not None and facts.current is not None:
         target = Target(name=name, namespace=namespace, version=facts.current.version)
-        measurement, query = await run_check(spec, target, plan, at=now, policy=config.prometheus_policy)
+        # Read `evaluationDelay` in the past so late scrapes are in; every check shifts alike,
+        # so back-to-back ranges still meet.
+        at = now - timedelta(seconds=spec.analysis.evaluation_delay)
+        measurement, query = await run_check(spec, target, plan, at=at, policy=config.prometheus_policy)
 
     decision = decide(
         Inputs(
@@ -173,6 +176,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             observed=observed,
             now=now,
             measurement=measurement,
+            plan=plan,
             query=query,
             action=action,
             progress_deadline_seconds=spec.progress_deadline_seconds,
@@ -183,13 +187,16 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     if written is None:  # the object changed under us: decide again on fresh data
         return CONFLICT_RETRY_SECONDS
     await _post_events(body, decision.events, now, logger)
-    check = decision.facts.last_check if measurement is not None else None
+    # A measurement decide() dropped (an action changed the plan) left the old record in place.
+    check = decision.facts.last_check if decision.facts.last_check != facts.last_check else None
     _count(namespace, name, decision, check, facts.current.version if facts.current else "")
     if raw_action is not None:  # handled: the status written above recorded what it did
         if action is None:
             message = f"unknown action {raw_action!r}; use retry, rollback or promote"
             await kube.post_event(body, Reason.ACTION_IGNORED, message, warning=True, now=to_timestamp(now))
-        await kube.clear_action(namespace, name)
+        # Cleared before anything else can fail, so an action is never applied twice; the
+        # second status write below goes on from the object as cleared.
+        written = (written[0], await kube.clear_action(namespace, name))
 
     await ensure_feedback_secret(body, owner, logger)
     wanted = deployment_for(

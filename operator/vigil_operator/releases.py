@@ -72,6 +72,7 @@ class AnalysisSpec:
     confidence: float = 0.95
     drop: float = 0.05
     query_timeout: float = 10.0
+    evaluation_delay: float = 30.0
 
     @property
     def builtin(self) -> bool:
@@ -147,6 +148,7 @@ def parse_spec(
         error_limit=setting("errorLimit", int, 5),
         confidence=setting("confidence", float, 0.95),
         drop=setting("drop", float, 0.05),
+        evaluation_delay=setting("evaluationDelay", _duration, "30s"),
         query_timeout=setting("queryTimeout", _duration, "10s"),
     )
     if not analysis_spec.prometheus_url:

@@ -50,6 +50,7 @@ def facts_from_status(status: dict[str, Any] | None) -> Facts:
             errors=int(streaks.get("errors", 0)),
         ),
         watch=_watch_from_dict(status.get("watch") or {}),
+        counted_until=from_timestamp((status.get("watch") or {}).get("countedUntil")),
         last_check=_check_from_dict(check) if check and check.get("time") else None,
         history=tuple(
             HistoryEntry(
@@ -247,6 +248,7 @@ def status_of(
             "statistic": facts.watch.statistic,  # unrounded: a restart must not change the evidence
             "samples": facts.watch.samples,
             "seconds": facts.watch.seconds,
+            "countedUntil": to_timestamp(facts.counted_until),
         },
         "lastCheck": None
         if check is None

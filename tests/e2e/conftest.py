@@ -34,6 +34,7 @@ FAST_ANALYSIS = {
     "successLimit": 3,
     "errorLimit": 3,
     "threshold": 0.9,
+    "evaluationDelay": "1s",  # the local Prometheus scrapes every second
 }
 
 

@@ -39,7 +39,14 @@ from harness.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
-COMPRESSED = {"interval": "1s", "window": "10s", "minSamples": 50, "successLimit": 3, "threshold": 0.9}
+COMPRESSED = {
+    "interval": "1s",
+    "window": "10s",
+    "minSamples": 50,
+    "successLimit": 3,
+    "threshold": 0.9,
+    "evaluationDelay": "1s",  # the local Prometheus scrapes every second
+}
 HEALTHY = ("m1", "m2", "m3", "m4")
 CHECKS_TO_WATCH = 600
 SOAK_TIMEOUT_SECONDS = 1800

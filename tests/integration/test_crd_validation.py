@@ -37,6 +37,7 @@ ANALYSIS_DEFAULTS = {
     "interval": "30s",
     "window": "5m",
     "queryTimeout": "10s",
+    "evaluationDelay": "30s",
     "minSamples": 100,
     "failureLimit": 3,
     "successLimit": 3,
@@ -278,8 +279,8 @@ def test_minimal_object_gets_every_default(cluster, dry_run_namespace: str) -> N
     assert result.returncode == 0, result.stderr
     spec = json.loads(result.stdout)["spec"]
     assert spec == {
-        **BASE["spec"],
-        "replicas": 1,
+        **BASE["spec"],  # no replicas: unset, the operator never writes them (an HPA may)
+        "model": {**BASE["spec"]["model"], "allowUnpinnedPickle": False},
         "progressDeadlineSeconds": 600,
         "analysis": ANALYSIS_DEFAULTS,
     }

@@ -20,6 +20,7 @@ from vigil_operator.decisions import (
     Inputs,
     ObservedDeployment,
     Phase,
+    QueryPlan,
     Reason,
     check_due,
     decide,
@@ -82,7 +83,12 @@ class Scenario:
     # --- what drives a round ----------------------------------------------------------------
 
     def round(
-        self, *, check: Measurement | None = None, query: str = "", action: Action | None = None
+        self,
+        *,
+        check: Measurement | None = None,
+        plan: QueryPlan | None = None,
+        query: str = "",
+        action: Action | None = None,
     ) -> Decision:
         """One reconcile: decide, store the facts, let the shell apply the target."""
         decision = decide(
@@ -93,6 +99,7 @@ class Scenario:
                 observed=self.deployment,
                 now=self.now,
                 measurement=check,
+                plan=plan,
                 query=query,
                 action=action,
             )
@@ -144,7 +151,7 @@ class Scenario:
         assert plan is not None, f"no check due in phase {self.phase}"
         assert self.facts.current is not None
         query = builtin_accuracy_query(Target("iris", "ml", self.facts.current.version), plan)
-        return self.round(check=outcome, query=query)
+        return self.round(check=outcome, plan=plan, query=query)
 
     def checks(self, *outcomes: Measurement) -> list[Decision]:
         return [self.check(outcome) for outcome in outcomes]

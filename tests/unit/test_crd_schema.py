@@ -133,6 +133,7 @@ def test_required_fields_and_defaults(root: dict[str, Any]) -> None:
         "interval": "30s",
         "window": "5m",
         "queryTimeout": "10s",
+        "evaluationDelay": "30s",
         "minSamples": 100,
         "failureLimit": 3,
         "successLimit": 3,

@@ -1021,6 +1021,7 @@ def test_a_round_lost_before_its_status_was_written_decides_the_same_again() -> 
         observed=scenario.deployment,
         now=scenario.next_check_at(),
         measurement=failing(),
+        plan=check_due(scenario.facts, ANALYSIS, scenario.next_check_at()),
         query="q",
     )
     assert decide(inputs) == decide(inputs)
@@ -1211,3 +1212,33 @@ def test_a_custom_query_after_promotion_still_counts_failing_checks() -> None:
     assert scenario.facts.streaks.failures == 2
     scenario.check(Measurement(value=0.5))
     assert scenario.target == V1
+
+
+def test_a_promote_action_drops_the_measurement_made_for_the_analysis() -> None:
+    """The check measured all labels since serving; promoted now, the watch must not eat them."""
+    scenario = v2_analysing()
+    scenario.checks(labelled(0.95, 100), labelled(0.95, 100))
+    due = scenario.next_check_at()
+    plan = check_due(scenario.facts, ANALYSIS, due)
+    assert plan is not None
+    assert plan.cumulative
+    scenario.now = due
+    decision = scenario.round(check=labelled(0.86, 3000), plan=plan, action=Action.PROMOTE)
+    assert decision.target == V2
+    assert scenario.facts.stable == V2
+    assert scenario.facts.watch == WatchState()
+    assert scenario.count(Reason.ANALYSIS_FAILED) == 0
+
+
+def test_labels_of_a_check_without_data_are_counted_by_the_next_one() -> None:
+    scenario = v2_stable()
+    counted = scenario.facts.counted_until
+    assert counted == scenario.facts.last_check.time
+    scenario.check(erroring())
+    assert scenario.facts.counted_until == counted
+    due = scenario.next_check_at()
+    plan = check_due(scenario.facts, ANALYSIS, due)
+    assert plan == QueryPlan(False, (due - counted).total_seconds(), ANALYSIS.window)
+    assert plan.range_seconds == 2 * ANALYSIS.interval
+    scenario.check(labelled(0.95, 20))
+    assert scenario.facts.counted_until == scenario.now

@@ -223,6 +223,25 @@ def test_a_500_with_a_huge_error_message_is_a_bounded_error() -> None:
     assert len(error) <= MESSAGE_LIMIT
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed(status: int) -> None:
+    """An allowed Prometheus must not be able to send the query to a URL the allow-list never saw."""
+    followed: list[str] = []
+
+    async def redirecting(request: web.Request) -> web.Response:
+        if request.path != "/api/v1/query":
+            followed.append(request.path)
+            return web.json_response(
+                {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}}
+            )
+        return web.Response(status=status, headers={"Location": "/elsewhere/api/v1/query"})
+
+    error, _ = _measure_against(redirecting)
+    assert error is not None
+    assert f"answered a redirect (HTTP {status})" in error
+    assert followed == []
+
+
 def test_a_plain_500_is_an_error() -> None:
     async def failing(request: web.Request) -> web.Response:
         return web.Response(status=500, text="Internal Server Error")
@@ -281,6 +300,10 @@ def test_a_compressed_answer_is_never_decompressed() -> None:
         ("https://prometheus.monitoring:9090", False),  # another scheme is another server
         ("http://prometheus.monitoring.evil.example:9090", False),
         ("http://169.254.169.254/latest/meta-data", False),
+        ("https://thanos.monitoring/tenant-a/..%2Ftenant-b", False),  # a gateway may decode it
+        ("https://thanos.monitoring/tenant-a/%2e%2e/tenant-b", False),
+        ("https://thanos.monitoring/tenant-a/../tenant-b", False),
+        ("https://thanos.monitoring/tenant-a/x%5C..%5Ctenant-b", False),
     ],
 )
 def test_only_urls_at_or_below_an_allowed_url_are_queried(url: str, allowed: bool) -> None:

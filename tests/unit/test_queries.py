@@ -25,7 +25,8 @@ def test_the_builtin_query_counts_each_pods_labelled_predictions_once_over_the_r
         series = f'{metric}{{namespace="ml", model="iris", version="v2"}}'
         now = f"max by (namespace, pod, instance) ({series})"
         before = f"max by (namespace, pod, instance) ({series} offset 95s)"
-        return f"sum(({now} - {before}) >= 0 or {now})"
+        lowest = f"max by (namespace, pod, instance) (min_over_time({series}[95s]))"
+        return f"sum(({now} - {before}) >= 0 or ({now} - {lowest}))"
 
     assert builtin_accuracy_query(IRIS, CUMULATIVE) == (
         f'label_replace({per_pod("vigil_model_feedback_correct_total")}, "vigil_series", "correct", "", "")'
@@ -37,7 +38,7 @@ def test_the_builtin_query_neither_extrapolates_nor_adds_up_scrape_jobs() -> Non
     query = builtin_accuracy_query(IRIS, WATCH)
     assert "increase(" not in query
     assert "rate(" not in query
-    assert query.count("max by (namespace, pod, instance)") == 6
+    assert query.count("max by (namespace, pod, instance)") == 8
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,9 @@ def test_the_builtin_query_neither_extrapolates_nor_adds_up_scrape_jobs() -> Non
     ],
 )
 def test_the_builtin_query_reads_exactly_the_plans_range(plan: QueryPlan, offset: str) -> None:
-    assert builtin_accuracy_query(IRIS, plan).count(offset) == 2
+    query = builtin_accuracy_query(IRIS, plan)
+    assert query.count(offset) == 2
+    assert query.count(f"[{offset.removeprefix('offset ')}]") == 2  # the lowest value within the range
 
 
 @pytest.mark.parametrize(
@@ -81,7 +84,7 @@ def test_back_to_back_offsets_add_up_to_the_whole_range() -> None:
 def test_label_values_are_quoted_so_they_cannot_break_out_of_the_selector() -> None:
     query = builtin_accuracy_query(Target("iris", "ml", 'v2"} or vector(1) #\\'), WATCH)
     assert 'version="v2\\"} or vector(1) #\\\\"}' in query
-    assert query.count("vector(1)") == 6  # only ever inside the quoted label values (6 selectors)
+    assert query.count("vector(1)") == 8  # only ever inside the quoted label values (8 selectors)
 
 
 def test_a_custom_query_gets_its_placeholders_filled_in() -> None:

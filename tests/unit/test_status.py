@@ -165,7 +165,12 @@ def test_status_shows_versions_phase_and_the_last_check() -> None:
     assert status["message"].startswith(
         "analysing v2: accuracy 0.850 (95% interval 0.816 to 0.879) < threshold"
     )
-    assert status["watch"] == {"statistic": 0.0, "samples": 0, "seconds": 0.0}  # not promoted yet
+    assert status["watch"] == {  # not promoted yet: no evidence, labels counted up to this check
+        "statistic": 0.0,
+        "samples": 0,
+        "seconds": 0.0,
+        "countedUntil": to_timestamp(scenario.now),
+    }
     assert [c["type"] for c in status["conditions"]] == CONDITION_TYPES
     assert all(c["observedGeneration"] == 7 for c in status["conditions"])
 

@@ -72,7 +72,7 @@ def test_a_labelled_id_is_never_opened_again_by_a_new_infer(iris_server: ModelSe
             {"instances": [SETOSA] * (MAX_FEEDBACK_ROWS + 1), "labels": [0] * (MAX_FEEDBACK_ROWS + 1)},
             f"has {MAX_FEEDBACK_ROWS + 1} labels; the limit is {MAX_FEEDBACK_ROWS} (MODEL_MAX_FEEDBACK_ROWS)",
         ),
-        (FEEDBACK, {"id": "x", "labels": [0] * 30_000}, "(MODEL_MAX_FEEDBACK_ROWS)"),
+        (FEEDBACK, {"id": "x", "labels": [0] * 30_000}, "(MODEL_MAX_INFER_ROWS)"),  # an answer's rows
     ],
     ids=["v2 infer", "v1 predict", "feedback by rows", "feedback by id"],
 )
@@ -171,6 +171,23 @@ def test_a_client_that_sends_the_whole_oversized_body_reads_413_not_a_reset(iris
         f"the limit is {MAX_BODY_BYTES} (MAX_BODY_BYTES)"
         in json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
     )
+
+
+def test_a_413_for_a_body_read_whole_closes_at_once_instead_of_lingering(iris_server: ModelServer) -> None:
+    """Too many rows in a body within the byte limit: nothing is left to drain, so the server
+    closes right after the 413 (a linger would hold a connection slot for seconds)."""
+    body = json.dumps(v2_body([SETOSA] * (MAX_INFER_ROWS + 1))).encode()
+    head = (
+        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    # The timeout is below the server's linger (5 s): a lingering server makes recv() time out.
+    with socket.create_connection(("127.0.0.1", iris_server.port), timeout=3) as connection:
+        connection.sendall(head.encode() + body)
+        response = read_response(connection)
+
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert b"(MODEL_MAX_INFER_ROWS)" in response
 
 
 def test_a_client_that_expects_100_continue_gets_413_before_sending_the_body(

@@ -1,9 +1,13 @@
 """Loading: where a model comes from, the checksum before deserialising, downloads, every refusal."""
 
+import contextlib
+import gzip
 import hashlib
 import operator
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -249,6 +253,60 @@ def test_the_download_deadline_covers_the_whole_transfer(store: ModelStore, mode
         load_model(f"{store.url}/model.joblib", options)
 
     assert 1.0 <= time.monotonic() - started < 2.5
+
+
+def _raw_store(answer: Callable[[socket.socket], None]) -> tuple[str, threading.Event]:
+    """A one-connection store on 127.0.0.1 that answers with `answer` (raw bytes, any pace)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                with contextlib.suppress(OSError):
+                    answer(connection)
+                done.wait(10)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/model.joblib", done
+
+
+def test_the_download_deadline_covers_a_store_that_drips_its_headers(model_bytes: bytes) -> None:
+    """Every header line comes quickly, the head never ends: the deadline still holds."""
+
+    def drip_headers(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        for number in range(100):
+            connection.sendall(f"x-drip-{number}: 1\r\n".encode())
+            time.sleep(0.1)
+
+    url, done = _raw_store(drip_headers)
+    options = pinned(model_bytes, download_timeout_seconds=1.0, download_retry_seconds=0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"did not finish within 1 s"):
+            load_model(url, options)
+    finally:
+        done.set()
+    assert time.monotonic() - started < 5  # the drip lasts 10 s
+
+
+def test_a_compressed_answer_is_refused_before_it_is_decompressed(model_bytes: bytes) -> None:
+    """A few kB of gzip can be gigabytes of zeros; only uncompressed files are read."""
+    bomb = gzip.compress(b"\0" * 5_000_000)
+
+    def gzipped(connection: socket.socket) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n"
+        connection.sendall(head.encode() + bomb)
+
+    url, done = _raw_store(gzipped)
+    try:
+        with pytest.raises(LoadError, match="'gzip'-encoded; only uncompressed files are read"):
+            load_model(url, pinned(model_bytes, download_retry_seconds=0))
+    finally:
+        done.set()
 
 
 def test_a_store_that_fails_for_a_while_is_retried_with_backoff(

@@ -81,13 +81,28 @@ def test_rows_over_the_caps_get_413_naming_the_setting(classifier: LogisticRegre
 
     infer, by_rows = asyncio.run(over_and_at_the_caps())
     with pytest.raises(ApiError) as error_info:
-        service.feedback_for_id("unknown", [0, 0, 0, 0])
+        service.feedback_for_id("unknown", [0] * 6)
     by_id = error_info.value
 
     assert (infer.status, by_rows.status, by_id.status) == (413, 413, 413)
     assert "has 6 rows; the limit is 5 (MODEL_MAX_INFER_ROWS)" in infer.message
     assert "has 4 labels; the limit is 3 (MODEL_MAX_FEEDBACK_ROWS)" in by_rows.message
-    assert "(MODEL_MAX_FEEDBACK_ROWS)" in by_id.message
+    # By id, an answer's labels come in one request: up to the inference cap.
+    assert "has 6 labels; the limit is 5 (MODEL_MAX_INFER_ROWS)" in by_id.message
+
+
+def test_an_answer_larger_than_the_feedback_cap_takes_its_labels_by_id(
+    classifier: LogisticRegression,
+) -> None:
+    service = service_for(classifier, max_infer_rows=5, max_feedback_rows=3)
+
+    async def predict() -> str:
+        answer = await service.infer(np.ones((5, 4)), ("predict",), None)
+        return answer.response_id
+
+    response_id = asyncio.run(predict())
+    scored = service.feedback_for_id(response_id, [0] * 5)
+    assert scored.labelled == 5
 
 
 def test_a_client_id_in_use_is_refused_and_a_labelled_one_never_reopens(

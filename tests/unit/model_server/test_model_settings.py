@@ -84,7 +84,7 @@ def test_the_hardening_settings_have_safe_defaults_and_their_variables() -> None
 
     assert defaults.feedback_token_file is None
     assert (defaults.max_feedback_rows, defaults.max_infer_rows) == (1000, 10_000)
-    assert (defaults.max_header_bytes, defaults.max_concurrency) == (16384, 1000)
+    assert (defaults.max_header_bytes, defaults.max_concurrency) == (16384, 0)  # 0: no limit
     assert settings.feedback_token_file == "/var/run/vigil/feedback/token"
     assert (settings.max_feedback_rows, settings.max_infer_rows) == (50, 500)
     assert (settings.max_header_bytes, settings.max_concurrency) == (8192, 64)

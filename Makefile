@@ -48,6 +48,7 @@ deps: venv prometheus
 test: deps ## Run the whole suite: lint, unit, integration and end-to-end tests
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check --quiet .
+	@$(VENV)/bin/mypy
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -55,9 +56,10 @@ test-unit: venv ## Only the fast unit tests
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: venv ## ruff
+lint: venv ## ruff and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
 
 .PHONY: cluster-up
 cluster-up: deps ## Start the local cluster by hand; prints the kubeconfig to use
@@ -66,6 +68,20 @@ cluster-up: deps ## Start the local cluster by hand; prints the kubeconfig to us
 .PHONY: cluster-down
 cluster-down: venv ## Stop the local cluster started by cluster-up
 	@PYTHONPATH=tests $(PY) -m harness.cli down
+
+.PHONY: node-tools
+node-tools: ## Build (or reuse) the real node's binaries: kubelet, kube-proxy, containerd 2.x; runc, CNI from Debian
+	@hack/node-tools.sh
+
+.PHONY: node-up
+node-up: venv ## Start a real node (containerd, kubelet, kube-proxy; root) in the cluster from cluster-up
+	@hack/node-tools.sh --check || hack/node-tools.sh
+	@PYTHONPATH=tests $(PY) -m harness.node up
+
+.PHONY: node-down
+node-down: venv ## Stop the real node and remove its mounts, network, iptables chains and cgroups
+	@PYTHONPATH=tests $(PY) -m harness.node down
+	@PYTHONPATH=tests $(PY) -m harness.node leftovers
 
 .PHONY: bench-decisions
 bench-decisions: venv ## Rollback rule vs the naive per-window rule (Flagger/Argo Rollouts): false/missed rollbacks
@@ -78,7 +94,7 @@ bench-server: venv ## Our model server vs MLServer 1.7 under wrk (127.0.0.1, bou
 
 .PHONY: clean
 clean: ## Remove bin/ links, .work/ and caches (keeps .venv and ~/.cache/vigil)
-	rm -rf bin .work .pytest_cache .ruff_cache
+	rm -rf bin .work .pytest_cache .ruff_cache .mypy_cache
 
 # --- Install paths: chart, plain manifests, images, kind (docs/install.md) -----------------
 DOCKER ?= docker
@@ -101,10 +117,8 @@ manifests: venv sync-crds ## Regenerate the plain install (manifests/) from the 
 	@$(PY) manifests/generate.py $(BIN)/helm
 
 .PHONY: images
-images: ## Build the operator and model server images (needs Docker)
-	$(DOCKER) build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
-	@test -f model-server/Dockerfile || { echo "error: model-server/Dockerfile is missing" >&2; exit 1; }
-	$(DOCKER) build -f model-server/Dockerfile -t $(SERVER_IMAGE) .
+images: ## Build the operator and model server images (Docker, else buildah) and their archives in .work/images/
+	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) $(if $(BASE),BASE=$(BASE)) hack/images.sh
 
 .PHONY: kind-up
 kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs Debian packages the tests and benchmarks use (prometheus, wrk) when missing.
+# Installs Debian packages the tests, benchmarks and `make images` use (prometheus, wrk; buildah,
+# runc, debootstrap) when missing. bookworm's versions: buildah 1.28, runc 1.1, debootstrap 1.0.128.
 # Usage: hack/install-debian-tools.sh COMMAND[=PACKAGE] ...
 set -euo pipefail
 missing=()
@@ -15,7 +16,7 @@ else
   sudo=
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq >/dev/null || { echo "error: apt-get update failed" >&2; exit 1; }
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || { echo "error: apt-get update failed" >&2; exit 1; }
+$sudo apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
   || { echo "error: apt-get install ${missing[*]} failed" >&2; exit 1; }
 echo "[debian] installed ${missing[*]}"

@@ -200,7 +200,12 @@ def _download(url: str, shown: str, options: LoadOptions) -> bytes:
         # Per-read timeouts cannot bound a store that drips its headers or body; closing the
         # client at the deadline does, whatever it is waiting for.
         expired = threading.Event()
-        watchdog = threading.Timer(options.download_timeout_seconds, lambda: (expired.set(), client.close()))
+
+        def expire() -> None:
+            expired.set()
+            client.close()
+
+        watchdog = threading.Timer(options.download_timeout_seconds, expire)
         watchdog.daemon = True
         watchdog.start()
         try:

@@ -21,7 +21,8 @@ def serve(settings: Settings) -> None:
     config = uvicorn.Config(
         build_app(settings),
         # A comma-separated list binds each address ("0.0.0.0,::": IPv4 and IPv6); "::" alone is IPv6 only.
-        host=hosts if len(hosts := settings.host.split(",")) > 1 else settings.host,
+        # uvicorn types `host` as one str but hands it to asyncio's create_server, which binds a list.
+        host=hosts if len(hosts := settings.host.split(",")) > 1 else settings.host,  # type: ignore[arg-type]
         port=settings.port,
         loop="uvloop",
         http=header_limited_protocol(settings.max_header_bytes),
@@ -31,7 +32,8 @@ def serve(settings: Settings) -> None:
         log_config=None,
         server_header=False,
         proxy_headers=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        # Typed int, used as asyncio.wait_for's timeout: fractional seconds work.
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
     )
     # uvicorn re-raises the stop signal once it has shut down; exit 0 then, as after any
     # signal that arrives before uvicorn listens for them.

@@ -236,7 +236,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     )
     for flag, variable, name, convert, help_text in _OPTIONS:
         # A yes/no flag alone means yes: `--allow-unpinned-pickle` as `--allow-unpinned-pickle true`.
-        optional = {"nargs": "?", "const": "true"} if convert is _boolean else {}
+        optional: dict[str, Any] = {"nargs": "?", "const": "true"} if convert is _boolean else {}
         parser.add_argument(
             flag, dest=name, metavar=variable, help=f"{help_text} [env {variable}]", **optional
         )

@@ -126,7 +126,8 @@ async def _run(args: argparse.Namespace) -> int:
         custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         if args.command != "get":
             body = {"metadata": {"annotations": {c.ANNOTATION_ACTION: args.command}}}
-            await custom.patch_namespaced_custom_object(
+            # The stubs leave out `_content_type`, which the client accepts.
+            await custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
                 c.GROUP, c.VERSION, namespace, c.PLURAL, args.name, body,
                 _content_type="application/merge-patch+json",
             )  # fmt: skip

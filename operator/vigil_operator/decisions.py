@@ -233,6 +233,7 @@ def decide(inputs: Inputs) -> Decision:
     facts, more = _follow_rollout(inputs, facts)
     events += more
     if facts.current != target:  # the rollout failed and was reverted
+        assert facts.current is not None  # reverted to the stable release, never to nothing
         return Decision(facts.current, facts, events, ROLLOUT_POLL_SECONDS)
     plan = check_due(facts, inputs.analysis, inputs.now)
     # A measurement made for another plan (an action this round promoted or reverted) is

@@ -101,7 +101,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
 async def model_deployment_changed(
-    event: dict[str, Any], name: str, namespace: str, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """Any change to a ModelDeployment (and the initial listing) wakes its supervisor.
 
@@ -109,13 +109,14 @@ async def model_deployment_changed(
     round in flight may have set some); no series of an object that no longer exists keeps its
     last value, nor an alert on it firing.
     """
+    assert namespace is not None  # a namespaced kind: kopf passes None for cluster-scoped ones only
     if event.get("type") == "DELETED":
         metrics.forget_object(namespace, name)
     memo.supervisors.wake(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
-async def deployment_changed(labels: dict[str, str], namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Rollout progress of an owned Deployment wakes its ModelDeployment's supervisor."""
     owner = labels.get(c.LABEL_MODEL)
     if owner and (namespace, owner) in memo.supervisors.tasks:

@@ -24,6 +24,8 @@ __all__ = ["ApiException"]
 FIELD_MANAGER = "vigil-operator"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+# kubernetes_asyncio's stubs leave out `_content_type`, which every API method accepts (and needs
+# for apply and merge patches); the calls passing it carry `type: ignore[call-arg]`.
 
 _api: client.ApiClient | None = None
 
@@ -82,7 +84,7 @@ async def apply_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
     """
     api = await connect()
     meta = deployment["metadata"]
-    applied = await client.AppsV1Api(api).patch_namespaced_deployment(
+    applied = await client.AppsV1Api(api).patch_namespaced_deployment(  # type: ignore[call-arg]
         meta["name"],
         meta["namespace"],
         deployment,
@@ -96,7 +98,7 @@ async def apply_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
 async def apply_service(service: dict[str, Any]) -> None:
     api = await connect()
     meta = service["metadata"]
-    await client.CoreV1Api(api).patch_namespaced_service(
+    await client.CoreV1Api(api).patch_namespaced_service(  # type: ignore[call-arg]
         meta["name"], meta["namespace"], service, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
     )
 
@@ -108,7 +110,7 @@ async def write_status(namespace: str, name: str, status: dict[str, Any], resour
     """
     api = await connect()
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    written = await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+    written = await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(  # type: ignore[call-arg]
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
     )
     return str(written["metadata"]["resourceVersion"])
@@ -119,7 +121,7 @@ async def clear_action(namespace: str, name: str) -> str:
     returns the object's new resourceVersion."""
     api = await connect()
     body = {"metadata": {"annotations": {c.ANNOTATION_ACTION: None}}}
-    patched = await client.CustomObjectsApi(api).patch_namespaced_custom_object(
+    patched = await client.CustomObjectsApi(api).patch_namespaced_custom_object(  # type: ignore[call-arg]
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
     )
     return patched["metadata"]["resourceVersion"]
@@ -149,7 +151,7 @@ async def apply_secret(secret: dict[str, Any]) -> None:
     """Server-side apply of a Secret the operator owns (the feedback token)."""
     api = await connect()
     meta = secret["metadata"]
-    await client.CoreV1Api(api).patch_namespaced_secret(
+    await client.CoreV1Api(api).patch_namespaced_secret(  # type: ignore[call-arg]
         meta["name"], meta["namespace"], secret, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
     )
 
@@ -199,7 +201,8 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, *, warnin
         "lastTimestamp": now,
         "count": 1,
     }
-    await client.CoreV1Api(api).create_namespaced_event(meta["namespace"], event)
+    # Typed as the CoreV1Event model; the client serialises a plain dict just the same.
+    await client.CoreV1Api(api).create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
 
 
 async def read_service(namespace: str, name: str) -> dict[str, Any] | None:

@@ -187,9 +187,10 @@ async def close() -> None:
         await _session.close()
 
 
-def _ssl_for(access: PrometheusAccess) -> ssl.SSLContext | None:
+def _ssl_for(access: PrometheusAccess) -> ssl.SSLContext | bool:
+    """The CA to trust, or True: aiohttp's default verification against the system CAs."""
     if not access.ca_cert:
-        return None
+        return True
     return ssl.create_default_context(cadata=access.ca_cert)
 
 
@@ -309,7 +310,8 @@ def accuracy_measurement(data: dict[str, Any]) -> Measurement:
 
 def single_value_measurement(data: dict[str, Any]) -> Measurement:
     """The one number a custom query must return."""
-    kind, result = data.get("resultType"), data.get("result")
+    kind = data.get("resultType")
+    result: Any = data.get("result")  # [time, "value"] for a scalar, a list of series for a vector
     if kind == "scalar":
         return Measurement(value=_number(result[1]))
     if kind == "vector" and isinstance(result, list):

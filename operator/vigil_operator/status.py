@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from vigil_operator.analysis import Streaks, Verdict, WatchState
 from vigil_operator.decisions import CheckRecord, Facts, HistoryEntry, Phase, metrics_unavailable, phase_of
@@ -19,6 +19,12 @@ from vigil_operator.text import EVENT_LIMIT, bounded
 STATUS_MESSAGE_LIMIT = EVENT_LIMIT  # a message may quote a bounded check reason and a refusal
 
 
+@overload
+def to_timestamp(moment: datetime) -> str: ...
+@overload
+def to_timestamp(moment: None) -> None: ...
+@overload
+def to_timestamp(moment: datetime | None) -> str | None: ...
 def to_timestamp(moment: datetime | None) -> str | None:
     if moment is None:
         return None

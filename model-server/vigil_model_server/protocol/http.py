@@ -19,7 +19,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     max_header_bytes = 16384
 
-    def connection_made(self, transport: object) -> None:  # type: ignore[override]
+    def connection_made(self, transport: object) -> None:
         self._head_too_large = False
         self._start_head()
         super().connection_made(transport)  # type: ignore[arg-type]

@@ -71,10 +71,10 @@ def rows_from_tensor(tensor: object) -> np.ndarray:
     if type(shape) is not list or not all(type(size) is int and size >= 0 for size in shape):
         raise malformed('the input\'s "shape" must be a list of non-negative integers, like [1, 4]')
     datatype = tensor.get("datatype")
-    kinds = _KINDS_BY_DATATYPE.get(datatype) if type(datatype) is str else None
-    if kinds is None:
+    if type(datatype) is not str or datatype not in _KINDS_BY_DATATYPE:
         supported = ", ".join(_KINDS_BY_DATATYPE)
         raise invalid(f'the input\'s "datatype" {datatype!r} is not supported; use one of {supported}')
+    kinds = _KINDS_BY_DATATYPE[datatype]
     values = numbers(tensor.get("data"), 'the input\'s "data"')
     if values.dtype.kind not in kinds:
         needs = "true or false" if datatype == "BOOL" else "integers" if "INT" in datatype else "numbers"

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the binaries of the local cluster's real node (`make node-tools`):
+#   kubelet, kube-proxy  v1.36.3, from the k8s.io/kubernetes module (tools/k8s-node: the
+#                        same wrapper pattern and replace list as tools/k8s; a separate module
+#                        so that the control plane's cache key, a hash of tools/k8s, is untouched)
+#   containerd, ctr, containerd-shim-runc-v2   2.x, from github.com/containerd/containerd/v2
+# and installs from Debian: runc, the CNI plugins (containernetworking-plugins, /usr/lib/cni)
+# and iptables (kube-proxy's iptables mode and the bridge plugin's masquerading).
+#
+# Built binaries live in a versioned cache outside the clone
+# (${XDG_CACHE_HOME:-~/.cache}/vigil/node-tools/<versions>); bin/ holds symlinks to them.
+# Overrides per binary, as in cluster-tools.sh: VIGIL_KUBELET, VIGIL_KUBE_PROXY,
+# VIGIL_CONTAINERD, VIGIL_CTR, VIGIL_CONTAINERD_SHIM_RUNC_V2.
+#
+# Usage: hack/node-tools.sh [--check]
+set -euo pipefail
+
+K8S_VERSION=v1.36.3
+CONTAINERD_VERSION=v2.4.2
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir="$root/bin"
+export GOTOOLCHAIN=local
+export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
+go_version=$(go env GOVERSION 2>/dev/null) || { echo "error: Go is not installed; install Go 1.26 (GOTOOLCHAIN=local)" >&2; exit 1; }
+case "$go_version" in go1.26*) ;; *) echo "error: Go 1.26 is required, found $go_version" >&2; exit 1 ;; esac
+
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/node-tools"
+node_hash=$(cat "$root"/tools/k8s-node/go.mod "$root"/tools/k8s-node/go.sum | sha256sum | cut -c1-12)
+k8s_cache_dir="$cache_root/kubelet-$K8S_VERSION-$go_version-$node_hash"
+containerd_cache_dir="$cache_root/containerd-$CONTAINERD_VERSION-$go_version"
+grep -q "k8s.io/kubernetes $K8S_VERSION" "$root/tools/k8s-node/go.mod" ||
+  { echo "error: tools/k8s-node/go.mod does not require k8s.io/kubernetes $K8S_VERSION" >&2; exit 1; }
+
+K8S_BINARIES=(kubelet kube-proxy)
+CONTAINERD_BINARIES=(containerd ctr containerd-shim-runc-v2)
+
+log() { printf '\033[1m[node-tools]\033[0m %s\n' "$*"; }
+
+override_for() {
+  local var
+  var="VIGIL_$(echo "$1" | tr 'a-z-' 'A-Z_')"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; fi
+}
+
+if [ "${1:-}" = "--check" ]; then
+  for name in "${K8S_BINARIES[@]}" "${CONTAINERD_BINARIES[@]}"; do
+    [ -x "$bin_dir/$name" ] || exit 1
+  done
+  for command in runc iptables /usr/lib/cni/bridge; do command -v "$command" >/dev/null || exit 1; done
+  exit 0
+fi
+
+# Debian first (seconds): runc, the CNI plugins and iptables.
+"$root/hack/install-debian-tools.sh" runc iptables /usr/lib/cni/bridge=containernetworking-plugins
+
+# Runs one build step with a heartbeat, so a long cold build never looks hung.
+build_step() {
+  local what=$1 logfile=$2; shift 2
+  local started=$SECONDS
+  log "building $what (cold builds take minutes; log: $logfile)"
+  ( while sleep 30; do log "  ... still building $what ($((SECONDS - started))s)"; done ) &
+  local heartbeat=$!
+  if ! "$@" >"$logfile" 2>&1; then
+    kill "$heartbeat" 2>/dev/null || true
+    echo "error: building $what failed; last lines of $logfile:" >&2
+    tail -n 30 "$logfile" >&2
+    return 1
+  fi
+  kill "$heartbeat" 2>/dev/null || true
+  log "built $what in $((SECONDS - started))s"
+}
+
+k8s_ldflags() {
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local flags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+build_kubelet() {
+  mkdir -p "$k8s_cache_dir.tmp"
+  (cd "$root/tools/k8s-node" && go build -ldflags "$(k8s_ldflags)" -o "$k8s_cache_dir.tmp/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+  rm -rf "$k8s_cache_dir" && mv "$k8s_cache_dir.tmp" "$k8s_cache_dir"
+}
+
+# Static (CGO off: no btrfs snapshotter, which needs cgo; overlayfs and native remain), with the
+# version the CRI reports to the kubelet (`containerd://v2.x.y` in `kubectl get nodes -o wide`).
+build_containerd() {
+  local pkg=github.com/containerd/containerd/v2
+  mkdir -p "$containerd_cache_dir.tmp"
+  CGO_ENABLED=0 GOBIN="$containerd_cache_dir.tmp" go install \
+    -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $pkg/version.Version=$CONTAINERD_VERSION -X $pkg/version.Revision=$CONTAINERD_VERSION -X $pkg/version.Package=$pkg" \
+    "$pkg/cmd/containerd@$CONTAINERD_VERSION" "$pkg/cmd/ctr@$CONTAINERD_VERSION" \
+    "$pkg/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+  rm -rf "$containerd_cache_dir" && mv "$containerd_cache_dir.tmp" "$containerd_cache_dir"
+}
+
+mkdir -p "$bin_dir" "$cache_root"
+started=$SECONDS
+pids=()
+need() { # NAME...: true when one of them has neither an override nor a cached binary
+  local dir=$1 name; shift
+  for name in "$@"; do
+    [ -n "$(override_for "$name")" ] || [ -x "$dir/$name" ] || return 0
+  done
+  return 1
+}
+# The two builds share nothing: run them side by side (module downloads overlap compiling).
+if need "$containerd_cache_dir" "${CONTAINERD_BINARIES[@]}"; then
+  build_step "containerd $CONTAINERD_VERSION" "$cache_root/build-containerd-$CONTAINERD_VERSION.log" build_containerd &
+  pids+=($!)
+fi
+if need "$k8s_cache_dir" "${K8S_BINARIES[@]}"; then
+  build_step "kubelet and kube-proxy $K8S_VERSION" "$cache_root/build-kubelet-$K8S_VERSION.log" build_kubelet &
+  pids+=($!)
+fi
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" -eq 0 ] || exit 1
+
+link() { # DIR NAME...
+  local dir=$1 name source_path; shift
+  for name in "$@"; do
+    source_path=$(override_for "$name")
+    if [ -n "$source_path" ]; then log "using $name from $source_path"; else source_path="$dir/$name"; fi
+    ln -sfn "$source_path" "$bin_dir/$name"
+  done
+}
+link "$k8s_cache_dir" "${K8S_BINARIES[@]}"
+link "$containerd_cache_dir" "${CONTAINERD_BINARIES[@]}"
+
+[ ${#pids[@]} -eq 0 ] || log "node binaries built in $((SECONDS - started))s"
+log "ready: kubelet $("$bin_dir/kubelet" --version | awk '{print $2}'), kube-proxy $("$bin_dir/kube-proxy" --version | awk '{print $2}')," \
+  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
+log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir"

@@ -15,6 +15,7 @@ and the test, ordered last, waits for it and reports its outcome.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import traceback
@@ -157,14 +158,29 @@ class SoakRun:
         self._clean_up()
         self._thread.join(30)
 
+    def _start_cluster(self, attempts: int = 2) -> LocalCluster:
+        """A cluster with the CRDs, tried afresh once: a start on a busy machine can fail."""
+        for attempt in range(1, attempts + 1):
+            cluster = LocalCluster.start(self.workdir / f"cluster-{attempt}")
+            self._cluster = cluster
+            try:
+                cluster.apply_crds()
+                cluster.kubectl("create", "namespace", "soak")
+                return cluster
+            except subprocess.CalledProcessError as error:
+                cluster.stop()
+                self._cluster = None
+                if attempt == attempts or self._cleaned.locked():
+                    raise AssertionError(f"the soak's cluster did not come up: {error.stderr}") from error
+        raise AssertionError("unreachable")
+
     def _run(self) -> None:
         try:
-            self._cluster = LocalCluster.start(self.workdir / "cluster")
+            self._start_cluster()
+            assert self._cluster is not None
             if self._cleaned.locked():  # stopped while the cluster was starting
                 self._cluster.stop()
                 return
-            self._cluster.apply_crds()
-            self._cluster.kubectl("create", "namespace", "soak")
             api = KubeApi(self._cluster.kubeconfig)
             prometheus = LocalPrometheus.start(self.workdir / "prometheus", self._processes)
             kubelet = LocalKubelet(api, "soak", self._processes, prometheus).start()

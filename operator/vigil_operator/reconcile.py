@@ -207,7 +207,10 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         scrape_annotations=config.scrape_annotations,
         default_resources=config.model_server_resources,
     )
-    refused = await _apply_deployment(body, deployment, wanted, now, logger)
+    # Read again just before the apply: an edit made while this round queried Prometheus would
+    # otherwise be reverted without its DriftCorrected event (the first read predates it).
+    live = await kube.read_deployment(namespace, name) if deployment is not None else None
+    refused = await _apply_deployment(body, live, wanted, now, logger)
     applied_facts, events = record_apply(decision.facts, refused)
     if applied_facts != decision.facts:
         stored, resource_version = written

@@ -21,10 +21,8 @@ CLI_UTILS_VERSION=v0.37.2 # kstatus; pinned in tools/kstatus/go.mod
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$root/bin"
-export GOTOOLCHAIN=local
-export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
-go_version=$(go env GOVERSION 2>/dev/null) || { echo "error: Go is not installed; install Go 1.26 (GOTOOLCHAIN=local)" >&2; exit 1; }
-case "$go_version" in go1.26*) ;; *) echo "error: Go 1.26 is required, found $go_version" >&2; exit 1 ;; esac
+# shellcheck source=hack/lib/go-tools.sh
+. "$root/hack/lib/go-tools.sh"
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/cluster-tools"
 # The control plane is keyed by its own wrapper modules only, so a change to the small kstatus
@@ -38,40 +36,6 @@ grep -q "sigs.k8s.io/cli-utils $CLI_UTILS_VERSION" "$root/tools/kstatus/go.mod" 
 mkdir -p "$bin_dir" "$cache_dir" "$kstatus_cache_dir"
 
 log() { printf '\033[1m[cluster-tools]\033[0m %s\n' "$*"; }
-
-override_for() {
-  local name=$1 var
-  var="VIGIL_$(echo "$name" | tr 'a-z-' 'A-Z_')"
-  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
-  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$name" ]; then echo "$KUBEBUILDER_ASSETS/$name"; fi
-}
-
-# Runs one build step with a heartbeat, so a long cold build never looks hung.
-build_step() {
-  local what=$1; shift
-  local started=$SECONDS logfile="${BUILD_LOG_DIR:-$cache_dir}/build-$what.log"
-  log "building $what (cold builds take minutes; log: $logfile)"
-  ( while sleep 30; do log "  ... still building $what ($((SECONDS - started))s)"; done ) &
-  local heartbeat=$!
-  if ! "$@" >"$logfile" 2>&1; then
-    kill "$heartbeat" 2>/dev/null || true
-    echo "error: building $what failed; last lines of $logfile:" >&2
-    tail -n 30 "$logfile" >&2
-    exit 1
-  fi
-  kill "$heartbeat" 2>/dev/null || true
-  log "built $what in $((SECONDS - started))s"
-}
-
-k8s_ldflags() {
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local flags="-s -w" pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  echo "$flags"
-}
 
 build_k8s() {
   (cd "$root/tools/k8s" && go build -ldflags "$(k8s_ldflags)" -o "$cache_dir/" \
@@ -105,7 +69,7 @@ if [ -n "$kstatus_path" ]; then
 else
   kstatus_path="$kstatus_cache_dir/kstatus"
   if [ ! -x "$kstatus_path" ]; then
-    BUILD_LOG_DIR="$kstatus_cache_dir" build_step kstatus build_kstatus &
+    build_step kstatus "$kstatus_cache_dir/build-kstatus.log" build_kstatus &
     kstatus_build=$!
   fi
 fi
@@ -117,7 +81,7 @@ for entry in etcd:build_etcd kwok:build_kwok kwokctl:build_kwok helm:build_helm 
   source_path=$(override_for "$name")
   if [ -z "$source_path" ]; then
     source_path="$cache_dir/$name"
-    [ -x "$source_path" ] || build_step "${builder#build_}" "$builder"
+    [ -x "$source_path" ] || build_step "${builder#build_}" "$cache_dir/build-${builder#build_}.log" "$builder"
   else
     log "using $name from $source_path"
   fi

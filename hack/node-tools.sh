@@ -20,10 +20,8 @@ CONTAINERD_VERSION=v2.4.2
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$root/bin"
-export GOTOOLCHAIN=local
-export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
-go_version=$(go env GOVERSION 2>/dev/null) || { echo "error: Go is not installed; install Go 1.26 (GOTOOLCHAIN=local)" >&2; exit 1; }
-case "$go_version" in go1.26*) ;; *) echo "error: Go 1.26 is required, found $go_version" >&2; exit 1 ;; esac
+# shellcheck source=hack/lib/go-tools.sh
+. "$root/hack/lib/go-tools.sh"
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/node-tools"
 node_hash=$(cat "$root"/tools/k8s-node/go.mod "$root"/tools/k8s-node/go.sum | sha256sum | cut -c1-12)
@@ -37,11 +35,6 @@ CONTAINERD_BINARIES=(containerd ctr containerd-shim-runc-v2)
 
 log() { printf '\033[1m[node-tools]\033[0m %s\n' "$*"; }
 
-override_for() {
-  local var
-  var="VIGIL_$(echo "$1" | tr 'a-z-' 'A-Z_')"
-  if [ -n "${!var:-}" ]; then echo "${!var}"; fi
-}
 
 if [ "${1:-}" = "--check" ]; then
   for name in "${K8S_BINARIES[@]}" "${CONTAINERD_BINARIES[@]}"; do
@@ -53,33 +46,6 @@ fi
 
 # Debian first (seconds): runc, the CNI plugins and iptables.
 "$root/hack/install-debian-tools.sh" runc iptables /usr/lib/cni/bridge=containernetworking-plugins
-
-# Runs one build step with a heartbeat, so a long cold build never looks hung.
-build_step() {
-  local what=$1 logfile=$2; shift 2
-  local started=$SECONDS
-  log "building $what (cold builds take minutes; log: $logfile)"
-  ( while sleep 30; do log "  ... still building $what ($((SECONDS - started))s)"; done ) &
-  local heartbeat=$!
-  if ! "$@" >"$logfile" 2>&1; then
-    kill "$heartbeat" 2>/dev/null || true
-    echo "error: building $what failed; last lines of $logfile:" >&2
-    tail -n 30 "$logfile" >&2
-    return 1
-  fi
-  kill "$heartbeat" 2>/dev/null || true
-  log "built $what in $((SECONDS - started))s"
-}
-
-k8s_ldflags() {
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local flags="-s -w" pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  echo "$flags"
-}
 
 build_kubelet() {
   mkdir -p "$k8s_cache_dir.tmp"

@@ -44,12 +44,22 @@ prometheus: ## Install Prometheus from Debian when missing
 deps: venv prometheus
 	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
 
+# The real-node tier's tools and images (root): built once, then reused from ~/.cache/vigil and .work/.
+.PHONY: node-deps
+node-deps: venv
+	@hack/node-tools.sh --check || hack/node-tools.sh
+	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) hack/images.sh
+
 .PHONY: test
-test: deps ## Run the whole suite: lint, unit, integration and end-to-end tests
+test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end and real-node tests
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-realnode
+test-realnode: deps node-deps ## Only the real-node tier: the chart, the images and real pods (root)
+	@$(VENV)/bin/pytest tests/realnode $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## Only the fast unit tests

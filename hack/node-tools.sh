@@ -4,6 +4,9 @@
 #                        same wrapper pattern and replace list as tools/k8s; a separate module
 #                        so that the control plane's cache key, a hash of tools/k8s, is untouched)
 #   containerd, ctr, containerd-shim-runc-v2   2.x, from github.com/containerd/containerd/v2
+#   prometheus3          Prometheus 3.x from github.com/prometheus/prometheus, with Kubernetes
+#                        service discovery (Debian's 2.42 package leaves kubernetes_sd_configs
+#                        out); only that discovery and the static/file ones are compiled in
 # and installs from Debian: runc, the CNI plugins (containernetworking-plugins, /usr/lib/cni)
 # and iptables (kube-proxy's iptables mode and the bridge plugin's masquerading).
 #
@@ -17,6 +20,8 @@ set -euo pipefail
 
 K8S_VERSION=v1.36.3
 CONTAINERD_VERSION=v2.4.2
+PROMETHEUS_MODULE_VERSION=v0.316.0 # Prometheus 3.16.0 (its Go module is tagged v0.3MM.P)
+PROMETHEUS_VERSION=3.16.0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$root/bin"
@@ -27,17 +32,19 @@ cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/vigil/node-tools"
 node_hash=$(cat "$root"/tools/k8s-node/go.mod "$root"/tools/k8s-node/go.sum | sha256sum | cut -c1-12)
 k8s_cache_dir="$cache_root/kubelet-$K8S_VERSION-$go_version-$node_hash"
 containerd_cache_dir="$cache_root/containerd-$CONTAINERD_VERSION-$go_version"
+prometheus_cache_dir="$cache_root/prometheus-$PROMETHEUS_VERSION-$go_version"
 grep -q "k8s.io/kubernetes $K8S_VERSION" "$root/tools/k8s-node/go.mod" ||
   { echo "error: tools/k8s-node/go.mod does not require k8s.io/kubernetes $K8S_VERSION" >&2; exit 1; }
 
 K8S_BINARIES=(kubelet kube-proxy)
 CONTAINERD_BINARIES=(containerd ctr containerd-shim-runc-v2)
+PROMETHEUS_BINARIES=(prometheus3)
 
 log() { printf '\033[1m[node-tools]\033[0m %s\n' "$*"; }
 
 
 if [ "${1:-}" = "--check" ]; then
-  for name in "${K8S_BINARIES[@]}" "${CONTAINERD_BINARIES[@]}"; do
+  for name in "${K8S_BINARIES[@]}" "${CONTAINERD_BINARIES[@]}" "${PROMETHEUS_BINARIES[@]}"; do
     [ -x "$bin_dir/$name" ] || exit 1
   done
   for command in runc iptables /usr/lib/cni/bridge; do command -v "$command" >/dev/null || exit 1; done
@@ -67,6 +74,16 @@ build_containerd() {
   rm -rf "$containerd_cache_dir" && mv "$containerd_cache_dir.tmp" "$containerd_cache_dir"
 }
 
+# Static; the UI's assets are not embedded (the API is what the tests and the operator use).
+build_prometheus() {
+  mkdir -p "$prometheus_cache_dir.tmp"
+  CGO_ENABLED=0 GOBIN="$prometheus_cache_dir.tmp" go install -tags "remove_all_sd enable_kubernetes_sd netgo" \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION"
+  mv "$prometheus_cache_dir.tmp/prometheus" "$prometheus_cache_dir.tmp/prometheus3"
+  rm -rf "$prometheus_cache_dir" && mv "$prometheus_cache_dir.tmp" "$prometheus_cache_dir"
+}
+
 mkdir -p "$bin_dir" "$cache_root"
 started=$SECONDS
 pids=()
@@ -86,6 +103,10 @@ if need "$k8s_cache_dir" "${K8S_BINARIES[@]}"; then
   build_step "kubelet and kube-proxy $K8S_VERSION" "$cache_root/build-kubelet-$K8S_VERSION.log" build_kubelet &
   pids+=($!)
 fi
+if need "$prometheus_cache_dir" "${PROMETHEUS_BINARIES[@]}"; then
+  build_step "prometheus $PROMETHEUS_VERSION" "$cache_root/build-prometheus-$PROMETHEUS_VERSION.log" build_prometheus &
+  pids+=($!)
+fi
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 [ "$failed" -eq 0 ] || exit 1
@@ -100,8 +121,9 @@ link() { # DIR NAME...
 }
 link "$k8s_cache_dir" "${K8S_BINARIES[@]}"
 link "$containerd_cache_dir" "${CONTAINERD_BINARIES[@]}"
+link "$prometheus_cache_dir" "${PROMETHEUS_BINARIES[@]}"
 
 [ ${#pids[@]} -eq 0 ] || log "node binaries built in $((SECONDS - started))s"
 log "ready: kubelet $("$bin_dir/kubelet" --version | awk '{print $2}'), kube-proxy $("$bin_dir/kube-proxy" --version | awk '{print $2}')," \
-  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
-log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir"
+  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), prometheus $("$bin_dir/prometheus3" --version | awk 'NR==1 {print $3}'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
+log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir, $prometheus_cache_dir"

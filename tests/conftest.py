@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,32 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield local
     finally:
         local.stop()
+
+
+# Runs started with the session and judged by tests that run last (their markers).
+BACKGROUND_MARKERS = ("soak", "realnode")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of background runs last: they only collect what runs started with the session saw."""
+    items.sort(key=lambda item: any(item.get_closest_marker(m) for m in BACKGROUND_MARKERS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_node_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real-node scenario (tests/realnode/scenario.py), started as the session begins when
+    its tests were collected, so that its minutes overlap the other tiers. After the session's
+    cluster, when the session has one: the scenario's cluster would compete with it for ports."""
+    if not any(item.get_closest_marker("realnode") for item in request.session.items):
+        yield None
+        return
+    if any("cluster" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("cluster")
+    from realnode.scenario import RealNodeRun
+
+    run = RealNodeRun(tmp_path_factory.mktemp("realnode")).start()
+    yield run
+    run.stop()
 
 
 @pytest.fixture

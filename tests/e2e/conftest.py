@@ -180,11 +180,6 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The soak test runs last: it only collects the outcome of the run started with the session."""
-    items.sort(key=lambda item: item.get_closest_marker("soak") is not None)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def soak(
     request: pytest.FixtureRequest,

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from integration.test_helm import CHART, Helm, restore_crd
+from integration.test_helm import restore_crd
 
 from harness.cluster import VENV_BIN, LocalCluster
+from harness.helm import CHART, Helm
 from harness.models import TrainedModel
 from harness.ports import free_port
 from harness.processes import ProcessGroup

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd
 # kwok's controller leaves the status of pods with this annotation alone, so a test can
 # mirror a real model server's readiness into the pod (see harness.pods).
 CUSTOM_STATUS_ANNOTATION = "kwok.x-k8s.io/status"
+# Services get ClusterIPs from here (not kube-apiserver's default 10.0.0.0/24, where kwok puts its
+# fake pod IPs); the `kubernetes` Service is its first address, which the API server's certificate
+# names so that pods on the real node (harness.node) reach the API through it.
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 KWOK_CONFIG = f"""\
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -46,7 +52,22 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   runtime: binary
+  kubeApiserverCertSANs: [{KUBERNETES_SERVICE_IP}]
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - {{key: service-cluster-ip-range, value: {SERVICE_CIDR}}}
+  # `kubectl logs`/`exec` on the real node: the API server reaches its kubelet by the node's IP
+  # (its host name resolves nowhere) with the admin client certificate (kubelet x509 authn).
+  - {{key: kubelet-preferred-address-types, value: InternalIP}}
+  - {{key: kubelet-client-certificate, value: "{{pki}}/admin.crt"}}
+  - {{key: kubelet-client-key, value: "{{pki}}/admin.key"}}
 """
+
+
+# One kwokctl create at a time in this process: kwokctl picks some ports itself, and clusters
+# started from two threads at once (the session's, the soak's, the real node's) race for them.
+_CREATING = threading.Lock()
 
 
 class ClusterToolsMissing(RuntimeError):
@@ -104,6 +125,11 @@ class LocalCluster:
     def kwok_workdir(self) -> Path:
         return self.workdir / "kwok"
 
+    @property
+    def pki(self) -> Path:
+        """kwokctl's CA and the one admin certificate every component uses."""
+        return self.kwok_workdir / "clusters" / self.name / "pki"
+
     def env(self) -> dict[str, str]:
         """Environment for commands against this cluster, and only this one."""
         env = tool_env()
@@ -135,7 +161,8 @@ class LocalCluster:
         for attempt in range(1, attempts + 1):
             cluster = cls(name=name or f"vigil-{uuid.uuid4().hex[:8]}", workdir=workdir / f"try{attempt}")
             try:
-                cluster._create(nodes)
+                with _CREATING:
+                    cluster._create(nodes)
                 return cluster
             except (RuntimeError, AssertionError, subprocess.SubprocessError) as error:
                 logs = cluster.component_logs()
@@ -149,7 +176,7 @@ class LocalCluster:
 
     def _create(self, nodes: int) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "kwok.yaml").write_text(KWOK_CONFIG)
+        (self.workdir / "kwok.yaml").write_text(KWOK_CONFIG.replace("{pki}", str(self.pki)))
         args = ["create", "cluster", "--runtime", "binary", "--kubeconfig", str(self.kubeconfig)]
         args += ["--wait", "120s", "--kube-apiserver-port", str(free_port())]
         args += [
@@ -172,7 +199,8 @@ class LocalCluster:
             raise RuntimeError(f"kwokctl create cluster failed:\n{result.stderr[-4000:]}")
         for index in range(nodes):
             self.kubectl("apply", "-f", "-", input=NODE_MANIFEST.format(name=f"kwok-node-{index}"))
-        wait_for(self._nodes_ready, timeout=90, what="fake nodes Ready")
+        if nodes:
+            wait_for(self._nodes_ready, timeout=90, what="fake nodes Ready")
         wait_for(
             lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
             timeout=60,

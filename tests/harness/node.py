@@ -177,14 +177,38 @@ def build_images() -> list[Path]:
         _oci_archive(pause_archive, PAUSE_IMAGE, {"pause": binary}, ["/pause"])
         log(f"built {PAUSE_IMAGE} ({pause_archive})")
     if not hello_archive.exists():
-        binary = IMAGES_DIR / "hello"
-        env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-trimpath"}
-        run(
-            "go", "build", "-ldflags", "-s -w", "-o", str(binary), str(HELLO_GO), env=env, cwd=HELLO_GO.parent
-        )
-        _oci_archive(hello_archive, HELLO_IMAGE, {"hello": binary}, ["/hello"])
+        _oci_archive(hello_archive, HELLO_IMAGE, {"hello": _hello_binary()}, ["/hello"])
         log(f"built {HELLO_IMAGE} ({hello_archive})")
     return [pause_archive, hello_archive]
+
+
+def _hello_binary() -> Path:
+    """tools/node/hello, static, built once per version of its source."""
+    binary = IMAGES_DIR / f"hello-{hashlib.sha256(HELLO_GO.read_bytes()).hexdigest()[:12]}"
+    if not binary.exists():
+        env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-trimpath"}
+        out = binary.with_suffix(".tmp")
+        run("go", "build", "-ldflags", "-s -w", "-o", str(out), str(HELLO_GO), env=env, cwd=HELLO_GO.parent)
+        out.rename(binary)
+    return binary
+
+
+def model_store_image(files: dict[str, Path]) -> tuple[str, Path]:
+    """An image that serves `files` (name -> local file) over HTTP on :8080 at /<name>.
+
+    The in-cluster model store: `hello files /models` with the files in its one layer, named by
+    its content, so each set of models is its own image. Returns (image name, archive).
+    """
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    digest.update(HELLO_GO.read_bytes())
+    tag = digest.hexdigest()[:12]
+    image, archive = f"localhost/vigil/model-store:{tag}", IMAGES_DIR / f"model-store-{tag}.tar"
+    if not archive.exists():
+        layer = {"hello": _hello_binary(), **{f"models/{name}": path for name, path in files.items()}}
+        _oci_archive(archive, image, layer, ["/hello", "files", "/models"])
+    return image, archive
 
 
 # --- the node ------------------------------------------------------------------------------
@@ -197,6 +221,11 @@ class RealNode:
     workdir: Path
     cluster_kubeconfig: Path
     cluster_pki: Path
+    # Beside kwok's nodes the real node is tainted, so only pods that ask for it land there; in a
+    # cluster of its own (harness.realstack) every pod runs on it.
+    taint: bool = True
+    # Image archives (docker-archive or OCI) to load into containerd besides pause and hello.
+    images: tuple[Path, ...] = ()
 
     @property
     def state_file(self) -> Path:
@@ -205,6 +234,11 @@ class RealNode:
     @property
     def socket(self) -> Path:
         return self.workdir / "containerd" / "containerd.sock"
+
+    @property
+    def node_ip(self) -> str:
+        """The machine's address the node registers with (its pods reach the host there)."""
+        return str(self._state()["node_ip"])
 
     @property
     def kubelet_root(self) -> Path:
@@ -292,8 +326,7 @@ class RealNode:
 
         self._write_cni_config()
         self._start_containerd()
-        for archive in build_images():
-            self.ctr("images", "import", str(archive))
+        self.import_images(*build_images(), *self.images)
         self._write_credentials(node_ip)
         self._register_node()
         self._start_kubelet(node_ip)
@@ -401,6 +434,16 @@ state = "{base}/state"
         wait_for(answers, timeout=30, interval=0.5, what="containerd to answer")
         log(f"containerd {self.ctr('version').stdout.split('Version:')[-1].split()[0]} is up ({self.socket})")
 
+    def import_images(self, *archives: Path) -> None:
+        """Load image archives into containerd's k8s.io namespace, where the kubelet finds them."""
+        for archive in archives:
+            if not archive.exists():
+                raise NodeError(f"image archive {archive} is missing: run `make images`")
+            started = time.monotonic()
+            self.ctr("images", "import", str(archive))
+            if archive.stat().st_size > 50_000_000:
+                log(f"loaded {archive.name} into containerd ({time.monotonic() - started:.0f}s)")
+
     def _write_credentials(self, node_ip: str) -> None:
         """Client certificates signed by the cluster CA, and kubeconfigs for kubelet and kube-proxy."""
         pki = self.workdir / "pki"
@@ -464,9 +507,12 @@ state = "{base}/state"
                     "kubernetes.io/os": "linux",
                 },
             },
-            "spec": {"taints": [{"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}]},
+            "spec": {"taints": self._taints()},
         }
         self.kubectl("create", "-f", "-", input=json.dumps(node))
+
+    def _taints(self) -> list[dict[str, str]]:
+        return [{"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}] if self.taint else []
 
     def _start_kubelet(self, node_ip: str) -> None:
         config = {
@@ -488,7 +534,7 @@ state = "{base}/state"
             },
             "authorization": {"mode": "Webhook"},
             "podLogsDir": str(self.workdir / "pod-logs"),
-            "registerWithTaints": [{"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}],
+            "registerWithTaints": self._taints(),
             "maxPods": 30,
             "failSwapOn": False,
             "resolvConf": "",
@@ -615,6 +661,9 @@ state = "{base}/state"
         if not self.cluster_kubeconfig.exists():
             return
         selector = f"spec.nodeName={NODE_NAME}"
+        # Unschedulable first: the pods' controllers replace them, and the replacements must not
+        # land here again.
+        self.kubectl("cordon", NODE_NAME, check=False)
         self.kubectl(
             "delete",
             "pods",
@@ -794,13 +843,20 @@ def node_for_local_cluster() -> RealNode:
 def main() -> int:
     parser = argparse.ArgumentParser(description="The local cluster's real node")
     parser.add_argument("action", choices=["up", "down", "status", "leftovers"])
-    action = parser.parse_args().action
+    parser.add_argument("--workdir", type=Path, help="another cluster's node (with --kubeconfig, --pki)")
+    parser.add_argument("--kubeconfig", type=Path)
+    parser.add_argument("--pki", type=Path, help="the cluster's CA folder (ca.crt, ca.key)")
+    args = parser.parse_args()
+    action = args.action
     try:
         if action == "leftovers":
-            found = leftovers(REPO_ROOT / ".work" / "node")
+            found = leftovers(args.workdir or REPO_ROOT / ".work" / "node")
             print("\n".join(found) or "nothing left")
             return 1 if found else 0
-        node = node_for_local_cluster() if action != "down" else _node_for_down()
+        if args.workdir:
+            node = RealNode(args.workdir, args.kubeconfig, args.pki, taint=False)
+        else:
+            node = node_for_local_cluster() if action != "down" else _node_for_down()
         if action == "up":
             _interrupt_on_signals()
             node.start()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
+from harness.cluster import BIN_DIR
 from harness.ports import free_port
 from harness.processes import LocalProcess, ProcessGroup
 from harness.waiting import wait_for
@@ -21,6 +23,14 @@ def prometheus_binary() -> str:
     if path is None:
         raise RuntimeError("prometheus not found; run `make prometheus` (installs Debian's package)")
     return path
+
+
+def prometheus3_binary() -> str:
+    """Prometheus 3.x with Kubernetes service discovery (`make node-tools`; Debian's has none)."""
+    path = BIN_DIR / "prometheus3"
+    if not path.exists():
+        raise RuntimeError(f"{path} not found; run `make node-tools` (builds Prometheus 3 from Go modules)")
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -40,10 +50,15 @@ class LocalPrometheus:
     port: int
     processes: ProcessGroup
     process: LocalProcess | None = None
+    # Where it listens: 127.0.0.1, or the real node's IP so that pods (the operator) reach it.
+    host: str = "127.0.0.1"
+    # Scrape jobs as written in prometheus.yml (e.g. kubernetes_sd_configs), besides the targets.
+    jobs: tuple[dict[str, Any], ...] = ()
+    binary: str = ""  # empty: Debian's `prometheus`
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -56,10 +71,21 @@ class LocalPrometheus:
         processes: ProcessGroup,
         targets: tuple[ScrapeTarget, ...] = (),
         port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        jobs: tuple[dict[str, Any], ...] = (),
+        binary: str = "",
     ) -> LocalPrometheus:
-        """Start on `port` (a free one by default) and wait until it is ready."""
+        """Start on `host`:`port` (a free port by default) and wait until it is ready."""
         workdir.mkdir(parents=True, exist_ok=True)
-        prometheus = cls(workdir=workdir, port=port or free_port(), processes=processes)
+        prometheus = cls(
+            workdir=workdir,
+            port=port or free_port(),
+            processes=processes,
+            host=host,
+            jobs=jobs,
+            binary=binary,
+        )
         prometheus._write_config(list(targets))
         prometheus._launch()
         return prometheus
@@ -68,10 +94,10 @@ class LocalPrometheus:
         self.process = self.processes.start(
             "prometheus",
             [
-                prometheus_binary(),
+                self.binary or prometheus_binary(),
                 f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 "--web.enable-lifecycle",
                 "--log.level=warn",
             ],
@@ -92,7 +118,8 @@ class LocalPrometheus:
             "scrape_configs": [
                 {"job_name": job, "scrape_interval": SCRAPE_INTERVAL, "static_configs": static}
                 for job, static in jobs.items()
-            ],
+            ]
+            + list(self.jobs),
         }
         self.config_path.write_text(yaml.safe_dump(config))
 

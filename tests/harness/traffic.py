@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from typing import Self
 
@@ -128,3 +129,66 @@ class ControlledTraffic(_LabelPoster):
             self.agreed[key] += sum(agree)
         else:
             self.failures[server.key.name] += 1
+
+
+class ServiceTraffic:
+    """What users send to a model's Service: inference, and labelled feedback, at a steady rate.
+
+    Every request goes to one URL (the Service's ClusterIP; kube-proxy picks the pod) over one
+    keep-alive connection pool, as a typical client does, without retries: any request that
+    does not get a 200 is a failure, recorded with its time and cause. Each answer names the
+    version that gave it. Bounded: a fixed rate until stopped.
+    """
+
+    def __init__(self, url: str, model: str, token: str, *, per_second: int = 20, seed: int = 5) -> None:
+        self.url = url.rstrip("/")
+        self.model = model
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.period = 2.0 / per_second  # an inference and a feedback request per tick
+        self.answered: Counter[tuple[str, str]] = Counter()  # (endpoint, version) -> 200s
+        self.failures: list[str] = []
+        self._features, self._labels = iris()
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ServiceTraffic", daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.answered.values()) + len(self.failures)
+
+    def versions(self, endpoint: str = "infer") -> dict[str, int]:
+        return {version: n for (kind, version), n in sorted(self.answered.items()) if kind == endpoint}
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5, headers=self.headers) as client:
+            while not self._stop.wait(self.period):
+                rows = [self._rng.randrange(len(self._labels)) for _ in range(4)]
+                instances = [self._features[i].tolist() for i in rows]
+                v2_input = {"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": instances}
+                self._send(client, "infer", {"inputs": [v2_input]})
+                self._send(
+                    client,
+                    "feedback",
+                    {"instances": instances, "labels": [int(self._labels[i]) for i in rows]},
+                )
+
+    def _send(self, client: httpx.Client, endpoint: str, body: dict[str, object]) -> None:
+        try:
+            response = client.post(f"{self.url}/v2/models/{self.model}/{endpoint}", json=body)
+        except httpx.HTTPError as error:
+            self.failures.append(f"{time.strftime('%H:%M:%S')} {endpoint}: {type(error).__name__}: {error}")
+            return
+        if response.status_code != 200:
+            self.failures.append(
+                f"{time.strftime('%H:%M:%S')} {endpoint}: {response.status_code} {response.text[:200]}"
+            )
+            return
+        self.answered[(endpoint, str(response.json().get("model_version")))] += 1

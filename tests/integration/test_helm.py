@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ import pytest
 import yaml
 
 from harness.cluster import BIN_DIR, REPO_ROOT, LocalCluster
+from harness.helm import CHART, Helm
 from harness.waiting import wait_for
 
-CHART = REPO_ROOT / "charts" / "vigil"
 CRD_SOURCE = REPO_ROOT / "crds" / "modeldeployment.yaml"
 CRD_NAME = "modeldeployments.vigil.dev"
 PEERING_CRDS = CHART / "crds" / "kopf-peering.yaml"
@@ -31,40 +30,6 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(not (BIN_DIR / "helm").exists(), reason="bin/helm missing: run `make cluster-tools`"),
 ]
-
-
-class Helm:
-    """bin/helm against the test cluster's kubeconfig, with its folders in a temporary place."""
-
-    def __init__(self, cluster: LocalCluster, home: Path) -> None:
-        self.cluster = cluster
-        self.env = {
-            **cluster.env(),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
-
-    def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BIN_DIR / "helm"), "--kubeconfig", str(self.cluster.kubeconfig), *args],
-            env=self.env,
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def template(self, release: str, namespace: str, *sets: str, chart: Path = CHART) -> str:
-        args = ["template", release, str(chart), "--namespace", namespace]
-        for value in sets:
-            args += ["--set", value]
-        return self(*args).stdout
 
 
 @pytest.fixture

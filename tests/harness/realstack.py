@@ -1,0 +1,277 @@
+"""Vigil as users run it, on a cluster whose one node is real.
+
+- a local cluster (harness.cluster) with no kwok node: every pod lands on the real node
+  (harness.node), which runs it in a container from the images `make images` built;
+- Prometheus (Debian's) on the host, discovering the model-server pods through the API with the
+  scrape job users copy (manifests/samples/prometheus-scrape-config.yaml), listening on the node's
+  IP so that the operator's pod reaches it;
+- an in-cluster model store: a Deployment and a Service serving the trained model files from an
+  image built here (harness.node.model_store_image), reached by its ClusterIP;
+- the chart, installed with helm into `vigil-system`, which enforces the `restricted` Pod
+  Security Standard, as are the models' and the store's namespaces.
+
+There is no cluster DNS: pods reach Services by ClusterIP (the operator finds the API through
+the `kubernetes` Service's, from its environment).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.cluster import REPO_ROOT, LocalCluster
+from harness.helm import CHART, Helm
+from harness.models import TrainedModel
+from harness.node import NodeError, RealNode, log, model_store_image
+from harness.processes import ProcessGroup
+from harness.prometheus import LocalPrometheus, prometheus3_binary
+from harness.waiting import wait_for
+
+IMAGES_DIR = REPO_ROOT / ".work" / "images"
+IMAGE_TAG = "0.1.0"  # the Makefile's IMAGE_TAG, which `make images` builds
+OPERATOR_IMAGE = f"ghcr.io/vigil-dev/vigil-operator:{IMAGE_TAG}"
+SERVER_IMAGE = f"ghcr.io/vigil-dev/vigil-model-server:{IMAGE_TAG}"
+OPERATOR_NAMESPACE = "vigil-system"
+MODELS_NAMESPACE = "ml"
+STORE_NAMESPACE = "model-store"
+SCRAPE_JOB = REPO_ROOT / "manifests" / "samples" / "prometheus-scrape-config.yaml"
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+# The pod and container security context of the restricted standard, for the store's pod.
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def image_archives() -> tuple[Path, Path]:
+    """The archives `make images` writes; a clear error when they are not there."""
+    archives = (IMAGES_DIR / "vigil-operator.tar", IMAGES_DIR / "vigil-model-server.tar")
+    missing = [str(a) for a in archives if not a.exists()]
+    if missing:
+        raise NodeError(f"{', '.join(missing)} missing: run `make images`")
+    return archives
+
+
+@dataclass
+class RealStack:
+    """One running real-node stack; `start()` then `stop()` (which undoes a half start too)."""
+
+    workdir: Path
+    models: dict[str, TrainedModel]
+    processes: ProcessGroup = field(init=False)
+    cluster: LocalCluster | None = None
+    node: RealNode | None = None
+    prometheus: LocalPrometheus | None = None
+    store_url: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.processes = ProcessGroup(log_dir=self.workdir / "logs")
+
+    # -- start
+    def start(self) -> RealStack:
+        """The whole stack; on any failure (or Ctrl-C) what was made is removed again."""
+        try:
+            self.start_cluster()
+            self.start_node()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_cluster(self) -> None:
+        """The cluster alone (the node needs its CA); checks the images are there first."""
+        image_archives()
+        self._timed("cluster", self._start_cluster)
+
+    def start_node(self) -> None:
+        """Then the node, the model store, Prometheus and the chart."""
+        archives = image_archives()
+        self._timed("node", lambda: self._start_node(archives))
+        self._timed("model store", self._start_store)
+        self._timed("prometheus", self._start_prometheus)
+        self._timed("helm install", self._install_chart)
+
+    def _timed(self, what: str, step: Any) -> None:
+        started = time.monotonic()
+        step()
+        self.timings[what] = round(time.monotonic() - started, 1)
+        log(f"{what}: ready in {self.timings[what]:.0f}s")
+
+    def _start_cluster(self) -> None:
+        self.cluster = LocalCluster.start(self.workdir / "cluster", nodes=0)
+        for namespace in (OPERATOR_NAMESPACE, MODELS_NAMESPACE, STORE_NAMESPACE):
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": namespace, "labels": RESTRICTED},
+                }
+            )
+
+    def _start_node(self, archives: tuple[Path, ...]) -> None:
+        assert self.cluster is not None
+        self.node = RealNode(
+            self.workdir / "node", self.cluster.kubeconfig, self.cluster.pki, taint=False, images=archives
+        )
+        self.node.start()
+
+    def _start_store(self) -> None:
+        assert self.node is not None
+        image, archive = model_store_image({f"{name}.joblib": m.path for name, m in self.models.items()})
+        self.node.import_images(archive)
+        labels = {"app.kubernetes.io/name": "model-store"}
+        self.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "model-store", "namespace": STORE_NAMESPACE},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "automountServiceAccountToken": False,
+                            "securityContext": RESTRICTED_POD,
+                            "containers": [
+                                {
+                                    "name": "store",
+                                    "image": image,
+                                    "imagePullPolicy": "Never",
+                                    "ports": [{"name": "http", "containerPort": 8080}],
+                                    "readinessProbe": {"httpGet": {"path": "/good.joblib", "port": "http"}},
+                                    "securityContext": RESTRICTED_CONTAINER,
+                                }
+                            ],
+                        },
+                    },
+                },
+            }
+        )
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "model-store", "namespace": STORE_NAMESPACE},
+                "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+            }
+        )
+        self.kubectl("rollout", "status", "deployment/model-store", "-n", STORE_NAMESPACE, "--timeout=120s")
+        ip = self.kubectl(
+            "get", "service", "model-store", "-n", STORE_NAMESPACE, "-o", "jsonpath={.spec.clusterIP}"
+        )
+        self.store_url = f"http://{ip.strip()}"
+
+    def _start_prometheus(self) -> None:
+        assert self.cluster is not None
+        assert self.node is not None
+        job = yaml.safe_load(SCRAPE_JOB.read_text())["scrape_configs"][0]
+        job["scrape_interval"] = "1s"  # the tests' analysis runs every few seconds
+        for discovery in job["kubernetes_sd_configs"]:
+            discovery["kubeconfig_file"] = str(self.cluster.kubeconfig)
+            discovery["namespaces"] = {"names": [MODELS_NAMESPACE]}
+        self.prometheus = LocalPrometheus.start(
+            self.workdir / "prometheus",
+            self.processes,
+            host=self.node.node_ip,
+            jobs=(job,),
+            binary=prometheus3_binary(),
+        )
+
+    def _install_chart(self) -> None:
+        assert self.prometheus is not None
+        self.helm(
+            "upgrade",
+            "--install",
+            "vigil",
+            str(CHART),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--wait",
+            "--timeout",
+            "3m",
+            *("--set", f"image.tag={IMAGE_TAG}"),
+            *("--set", "image.pullPolicy=Never"),
+            *("--set", f"defaultImage={SERVER_IMAGE}"),
+            *("--set", f"prometheusUrl={self.prometheus.url}"),
+            *("--set", f"watchNamespaces={{{MODELS_NAMESPACE}}}"),
+        )
+
+    # -- use
+    @property
+    def helm(self) -> Helm:
+        assert self.cluster is not None
+        return Helm(self.cluster, self.workdir / "helm")
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        assert self.cluster is not None
+        return self.cluster.kubectl(*args, input=input, check=check).stdout
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
+
+    def get(self, kind: str, name: str, namespace: str = MODELS_NAMESPACE) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json"))
+
+    def pods(self, selector: str, namespace: str = MODELS_NAMESPACE) -> list[dict[str, Any]]:
+        listed = self.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+        return list(json.loads(listed)["items"])
+
+    def model_uri(self, name: str) -> str:
+        return f"{self.store_url}/{name}.joblib"
+
+    def service_url(self, name: str) -> str:
+        """The model Service's ClusterIP URL (kube-proxy's rules route it from the host too)."""
+        ip = self.kubectl("get", "service", name, "-n", MODELS_NAMESPACE, "-o", "jsonpath={.spec.clusterIP}")
+        return f"http://{ip.strip()}"
+
+    def feedback_token(self, name: str) -> str:
+        """The token the operator generated for `name`'s feedback endpoint (its Secret)."""
+
+        def token() -> str | None:
+            out = self.kubectl(
+                "get",
+                "secret",
+                f"{name}-feedback",
+                "-n",
+                MODELS_NAMESPACE,
+                "-o",
+                "jsonpath={.data.token}",
+                check=False,
+            )
+            return base64.b64decode(out).decode() if out else None
+
+        return wait_for(token, timeout=60, what=f"the {name}-feedback Secret")
+
+    def wait_status(
+        self, name: str, predicate: Any, timeout: float = 240, what: str = "status"
+    ) -> dict[str, Any]:
+        def current() -> dict[str, Any] | None:
+            status = self.get("mdep", name).get("status") or {}
+            return status if predicate(status) else None
+
+        return wait_for(current, timeout=timeout, interval=1, what=f"{name}: {what}")
+
+    # -- stop
+    def stop(self) -> None:
+        """Everything start() made, in reverse: the node first (it needs the API to drain)."""
+        if self.node is not None:
+            try:
+                self.node.stop()
+            except Exception as error:  # noqa: BLE001 - the rest must go too
+                log(f"stopping the node failed: {error}")
+        self.processes.close()
+        if self.cluster is not None:
+            self.cluster.stop()

@@ -1,0 +1,257 @@
+"""The real-node tier's scenario, run in a thread beside the rest of the suite.
+
+It needs a machine of its own for minutes (one real node per machine: the kubelet's ports), and
+most of those minutes are waits, so it starts with the session (tests/conftest.py) and the tier's
+tests, ordered last, assert what it saw. Steps, each recorded in `facts`:
+
+1. a cluster whose only node is real (harness.realstack);
+2. an interrupted `python -m harness.node up` (SIGINT while containerd runs) leaves nothing;
+3. the node, the model store, Prometheus and `helm install` of the chart;
+4. v1 rolled out and promoted, v2 rolled out and promoted, v3 (worse than the threshold)
+   rolled back to v2, under steady traffic through the Service's ClusterIP;
+5. `kubectl logs` and `kubectl exec` into the containers;
+6. teardown, then what is left of the node on the machine (nothing, or the test fails).
+
+The figures also go to .work/realnode-report.json for the closing note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.cluster import REPO_ROOT
+from harness.models import TrainedModel, train
+from harness.node import leftovers
+from harness.realstack import MODELS_NAMESPACE, OPERATOR_NAMESPACE, RealStack
+from harness.traffic import ServiceTraffic
+from harness.waiting import wait_for
+
+REPORT = REPO_ROOT / ".work" / "realnode-report.json"
+MODEL = "iris"
+SELECTOR = f"app.kubernetes.io/instance={MODEL}"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=vigil"
+# The e2e tier's fast analysis (tests/e2e/conftest.py): checks every 2 s, 50 labels minimum.
+ANALYSIS = {
+    "interval": "2s",
+    "window": "30s",
+    "minSamples": 50,
+    "failureLimit": 3,
+    "successLimit": 3,
+    "errorLimit": 3,
+    "threshold": 0.9,
+    "evaluationDelay": "1s",
+}
+
+
+def train_models(folder: Path) -> dict[str, TrainedModel]:
+    """Served from the in-cluster store: good (~0.97), good-too (~0.97), bad (~0.79)."""
+    return {
+        "good": train(folder / "good.joblib"),
+        "good-too": train(folder / "good-too.joblib", seed=1),
+        "bad": train(folder / "bad.joblib", shuffled_fraction=0.4),
+    }
+
+
+class RealNodeRun:
+    """The scenario in a thread; `fact(key)` waits for it and returns what it recorded."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.facts: dict[str, Any] = {}
+        self.error: str | None = None
+        self.stack: RealStack | None = None
+        self._thread = threading.Thread(target=self._run, name="real-node", daemon=True)
+
+    def start(self) -> RealNodeRun:
+        self._thread.start()
+        return self
+
+    def fact(self, key: str, timeout: float = 900) -> Any:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"the real-node scenario did not finish within {timeout:.0f}s")
+        if key not in self.facts:
+            raise AssertionError(f"the real-node scenario stopped before recording {key!r}:\n{self.error}")
+        return self.facts[key]
+
+    def stop(self) -> None:
+        """The session ends: make sure the node is gone even if the scenario is still running."""
+        self._thread.join(600)
+        if self._thread.is_alive() and self.stack is not None:
+            self.stack.stop()
+
+    def _record(self, key: str, value: Any) -> None:
+        self.facts[key] = value
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        current = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+        REPORT.write_text(json.dumps(current | {key: value}, indent=2, default=str))
+
+    def _run(self) -> None:
+        REPORT.unlink(missing_ok=True)
+        started = time.monotonic()
+        models = train_models(self.workdir / "models")
+        self.stack = stack = RealStack(self.workdir / "stack", models)
+        try:
+            stack.start_cluster()
+            self._record("interrupted start", self._interrupted_start(stack))
+            stack.start_node()
+            self._record("stack start (s)", stack.timings)
+            self._inventory(stack)
+            self._rollout_and_rollback(stack, models)
+            self._logs_and_exec(stack)
+        except BaseException:  # noqa: BLE001 - recorded; the tests report it
+            self.error = traceback.format_exc()
+        finally:
+            teardown = time.monotonic()
+            stack.stop()
+            self._record("teardown (s)", round(time.monotonic() - teardown, 1))
+            self._record("leftovers after teardown", leftovers(stack.workdir / "node"))
+            self._record("scenario (s)", round(time.monotonic() - started, 1))
+
+    def _interrupted_start(self, stack: RealStack) -> dict[str, Any]:
+        """`harness.node up` stopped by SIGINT mid-start (containerd up, the kubelet not yet)."""
+        assert stack.cluster is not None
+        workdir = self.workdir / "interrupted-node"
+        argv = [sys.executable, "-m", "harness.node", "up", "--workdir", str(workdir)]
+        argv += ["--kubeconfig", str(stack.cluster.kubeconfig), "--pki", str(stack.cluster.pki)]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "tests")}
+        log = self.workdir / "interrupted-node.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for(
+                lambda: "containerd" in log.read_text() and "is up" in log.read_text(),
+                timeout=120,
+                interval=0.2,
+                what="the interrupted node's containerd",
+            )
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        return {"exit code": code, "output": log.read_text()[-2000:], "leftovers": leftovers(workdir)}
+
+    def _inventory(self, stack: RealStack) -> None:
+        nodes = json.loads(stack.kubectl("get", "nodes", "-o", "json"))["items"]
+        self._record(
+            "nodes",
+            [
+                {
+                    "name": n["metadata"]["name"],
+                    "runtime": n["status"]["nodeInfo"]["containerRuntimeVersion"],
+                    "kubelet": n["status"]["nodeInfo"]["kubeletVersion"],
+                }
+                for n in nodes
+            ],
+        )
+        self._record("kubectl get nodes -o wide", stack.kubectl("get", "nodes", "-o", "wide"))
+        namespace = json.loads(stack.kubectl("get", "namespace", OPERATOR_NAMESPACE, "-o", "json"))
+        self._record("operator namespace labels", namespace["metadata"].get("labels", {}))
+        self._record(
+            "operator pods", [_pod_facts(p) for p in stack.pods(OPERATOR_SELECTOR, OPERATOR_NAMESPACE)]
+        )
+
+    def _rollout_and_rollback(self, stack: RealStack, models: dict[str, TrainedModel]) -> None:
+        stack.apply(_model_deployment(stack, "v1", "good", models))
+        wait_for(lambda: _rolled_out(stack, "v1"), timeout=180, interval=1, what="v1 pods Ready")
+        self._record("model-server pods", [_pod_facts(p) for p in stack.pods(SELECTOR)])
+        self._record("kubectl get pods -A -o wide", stack.kubectl("get", "pods", "-A", "-o", "wide"))
+        traffic = ServiceTraffic(stack.service_url(MODEL), MODEL, stack.feedback_token(MODEL)).start()
+        marks: dict[str, dict[str, int]] = {}
+        try:
+            stack.wait_status(MODEL, _promoted("v1"), what="v1 promoted")
+            marks["v1 promoted"] = traffic.versions()
+            # Rollout: v2, as good, replaces v1 pod by pod, is analysed and promoted.
+            stack.apply(_model_deployment(stack, "v2", "good-too", models))
+            stack.wait_status(MODEL, _promoted("v2"), what="v2 promoted")
+            marks["v2 promoted"] = traffic.versions()
+            # Rollback: v3 is worse than the threshold; the operator puts v2 back by itself.
+            stack.apply(_model_deployment(stack, "v3", "bad", models))
+            status = stack.wait_status(MODEL, lambda s: s.get("phase") == "RolledBack", what="v3 rolled back")
+            wait_for(lambda: _rolled_out(stack, "v2"), timeout=180, interval=1, what="v2 on every pod again")
+            marks["v2 back on every pod"] = traffic.versions()
+        finally:
+            traffic.stop()
+        self._record(
+            "rollback status", {k: status.get(k) for k in ("phase", "stableVersion", "failedVersion")}
+        )
+        self._record(
+            "traffic",
+            {
+                "requests": traffic.requests,
+                "failed": len(traffic.failures),
+                "answered per version (infer, cumulative)": marks,
+                "failures (first 20)": traffic.failures[:20],
+            },
+        )
+
+    def _logs_and_exec(self, stack: RealStack) -> None:
+        self._record(
+            "operator log",
+            stack.kubectl("logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_SELECTOR, "--tail=200"),
+        )
+        name = stack.pods(SELECTOR)[0]["metadata"]["name"]
+        self._record("model-server log", stack.kubectl("logs", "-n", MODELS_NAMESPACE, name))
+        uid = stack.kubectl(
+            "exec", "-n", MODELS_NAMESPACE, name, "--", "python3", "-c", "import os; print(os.getuid())"
+        )
+        self._record("exec uid", uid.strip())
+
+
+def _model_deployment(
+    stack: RealStack, version: str, model: str, models: dict[str, TrainedModel]
+) -> dict[str, Any]:
+    """A ModelDeployment as a user writes it: the chart's default image and Prometheus."""
+    return {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": MODEL, "namespace": MODELS_NAMESPACE},
+        "spec": {
+            "version": version,
+            "model": {"uri": stack.model_uri(model), "sha256": models[model].sha256},
+            "replicas": 2,
+            "progressDeadlineSeconds": 180,
+            "analysis": dict(ANALYSIS),
+        },
+    }
+
+
+def _promoted(version: str) -> Any:
+    return lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == version
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def _rolled_out(stack: RealStack, version: str) -> bool:
+    """Every pod of the model runs `version` and is Ready; none is left terminating."""
+    pods = stack.pods(SELECTOR)
+    return bool(pods) and all(
+        p["metadata"]["labels"].get("vigil.dev/version") == version
+        and not p["metadata"].get("deletionTimestamp")
+        and _ready(p)
+        for p in pods
+    )
+
+
+def _pod_facts(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = pod["status"].get("containerStatuses") or [{}]
+    return {
+        "name": pod["metadata"]["name"],
+        "node": pod["spec"].get("nodeName"),
+        "serviceAccount": pod["spec"].get("serviceAccountName"),
+        "ready": _ready(pod),
+        "containerID": statuses[0].get("containerID", ""),
+        "image": statuses[0].get("image", ""),
+    }

@@ -72,11 +72,16 @@ lint: venv ## ruff and mypy
 	@$(VENV)/bin/mypy
 
 .PHONY: cluster-up
-cluster-up: deps ## Start the local cluster by hand; prints the kubeconfig to use
+cluster-up: deps ## Start the local cluster by hand (kwok nodes, plus a real node when this machine can; NODE=kwok: without)
 	@PYTHONPATH=tests $(PY) -m harness.cli up
+	@if [ "$(NODE)" = kwok ]; then echo "NODE=kwok: kwok's nodes only"; \
+	elif problems=$$(PYTHONPATH=tests $(PY) -m harness.node can-run); then \
+		$(MAKE) --no-print-directory node-deps && PYTHONPATH=tests $(PY) -m harness.node up; \
+	else echo "no real node here: $$problems (kwok's nodes only)"; fi
 
 .PHONY: cluster-down
-cluster-down: venv ## Stop the local cluster started by cluster-up
+cluster-down: venv ## Stop the local cluster started by cluster-up (and its real node)
+	@PYTHONPATH=tests $(PY) -m harness.node down
 	@PYTHONPATH=tests $(PY) -m harness.cli down
 
 .PHONY: node-tools
@@ -149,8 +154,11 @@ kind-demo: kind-up images deploy ## kind-up + images + deploy, then a sample Mod
 	@echo "kubectl --context $(KIND_CONTEXT) get mdep -n ml -w   (docs/install.md: models and Prometheus on kind)"
 
 .PHONY: demo
-demo: deps ## The whole story on a local cluster: rollout, accuracy in Prometheus, automatic rollback (KEEP=1 leaves it up)
-	@PYTHONPATH=tests $(PY) hack/demo.py $(if $(filter-out 0,$(KEEP)),--keep,)
+demo: deps ## The whole story: rollout, accuracy in Prometheus, automatic rollback; on a real node when it can (NODE=real|kwok; KEEP=1 leaves it up)
+	@if [ "$(NODE)" != kwok ] && PYTHONPATH=tests $(PY) -m harness.node can-run >/dev/null; then \
+		echo "[demo] this machine can run a real node: building (or reusing) its tools and the images"; \
+		$(MAKE) --no-print-directory node-deps; fi
+	@PYTHONPATH=tests $(PY) hack/demo.py --node $(or $(NODE),auto) $(if $(filter-out 0,$(KEEP)),--keep,)
 
 .PHONY: demo-down
 demo-down: venv ## Stop a demo left running with KEEP=1

@@ -5,12 +5,18 @@ partly shuffled labels) follows, its accuracy falls below the threshold in Prome
 and the operator rolls it back to v1 on its own. The demo ends with a summary and a PNG
 plot of accuracy per version over time, with the rollback marked.
 
-Everything is real: kube-apiserver, etcd, controller-manager and scheduler (kwok plays the
-kubelet), Prometheus, the operator and the model servers run as local processes. It talks
-only to the cluster it starts, through the kubeconfig it writes under --workdir.
+Two paths, the same story, summary and plot; the demo says which it takes and why:
+- on a real node (when this machine can run one: root, cgroups v1, `make node-tools images`):
+  kube-apiserver, etcd, controller-manager and scheduler, one real node (kubelet, containerd),
+  the chart installed with helm (the operator runs as a pod), model servers in containers from
+  the model-server image fetching their model from an in-cluster store, Prometheus discovering
+  the pods through the API, and labelled traffic through the model's Service;
+- otherwise on kwok: the same control plane, kwok plays the kubelet, and Prometheus, the
+  operator and the model servers run as local processes.
+It talks only to the cluster it starts, through the kubeconfig it writes under --workdir.
 
-    make demo            # run and tear down
-    make demo KEEP=1     # leave it running to explore; `make demo-down` stops it
+    make demo              # run and tear down (NODE=real or NODE=kwok forces a path)
+    make demo KEEP=1       # leave it running to explore; `make demo-down` stops it
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness.cluster import VENV_BIN, ClusterToolsMissing, LocalCluster  # noqa: E402
+from harness.cluster import BIN_DIR, VENV_BIN, ClusterToolsMissing, LocalCluster  # noqa: E402
 from harness.kubeapi import KubeApi  # noqa: E402
-from harness.models import accuracy, train  # noqa: E402
+from harness.models import TrainedModel, accuracy, train  # noqa: E402
+from harness.node import NodeError, RealNode, host_problems  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 from harness.processes import ProcessGroup  # noqa: E402
 from harness.prometheus import LocalPrometheus, prometheus_binary  # noqa: E402
+from harness.realstack import RealStack, image_archives  # noqa: E402
+from harness.traffic import ServiceTraffic  # noqa: E402
 from harness.waiting import WaitTimeout, wait_for  # noqa: E402
 
 NAMESPACE = "ml"
@@ -80,9 +89,29 @@ def port_is_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def choose_path(wanted: str) -> tuple[str, str]:
+    """("real" or "kwok", why): the real node when asked for or when this machine can run it."""
+    if wanted == "kwok":
+        return "kwok", "NODE=kwok asked for it"
+    problems = host_problems()
+    try:
+        image_archives()
+    except NodeError as missing:
+        problems.append(str(missing))
+    missing = [n for n in ("kubelet", "containerd", "prometheus3") if not (BIN_DIR / n).exists()]
+    if missing:
+        problems.append(f"no {', '.join(missing)} in bin/: run `make node-tools`")
+    if not problems:
+        return "real", "this machine can run a real node (root, cgroups v1, node tools and images built)"
+    if wanted == "real":
+        raise DemoError("NODE=real, but the real node cannot run here: " + "; ".join(problems))
+    return "kwok", "no real node here (" + "; ".join(problems) + "); kwok plays the kubelet instead"
+
+
 class Demo:
-    def __init__(self, workdir: Path, prometheus_port: int, narrator: Narrator) -> None:
+    def __init__(self, workdir: Path, prometheus_port: int, narrator: Narrator, path: str = "kwok") -> None:
         self.workdir = workdir
+        self.path = path
         self.prometheus_port = prometheus_port
         self.say = narrator.say
         self.narrator = narrator
@@ -91,6 +120,9 @@ class Demo:
         self.prometheus: LocalPrometheus | None = None
         self.api: KubeApi | None = None
         self.marks: dict[str, datetime] = {}
+        self.models: dict[str, TrainedModel] = {}
+        self.real: RealStack | None = None
+        self.traffic: ServiceTraffic | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +133,15 @@ class Demo:
             raise DemoError(
                 f"port {self.prometheus_port} is busy; free it or pick another: DEMO_PROMETHEUS_PORT=<port>"
             )
+        models = self.workdir / "models"
+        self.say("Training two iris classifiers: v1 on clean labels, v2 on 40% shuffled labels ...")
+        self.models = {
+            "v1": train(models / "v1.joblib"),
+            "v2": train(models / "v2.joblib", shuffled_fraction=0.4),
+        }
+        if self.path == "real":
+            self._start_real()
+            return
         try:
             prometheus_binary()
         except RuntimeError as missing:
@@ -163,6 +204,24 @@ class Demo:
         )
         self._write_state()
 
+    def _start_real(self) -> None:
+        self.say(
+            "Starting a local cluster whose one node is real: etcd, kube-apiserver, controller-manager,"
+            " scheduler, then containerd, kubelet and kube-proxy; the images, an in-cluster model store,"
+            " Prometheus (pod discovery) and `helm install charts/vigil` ..."
+        )
+        self.real = RealStack(self.workdir / "real", {f"iris-{v}": m for v, m in self.models.items()})
+        self.processes = self.real.processes
+        self.real.start()
+        self.cluster, self.prometheus = self.real.cluster, self.real.prometheus
+        assert self.cluster is not None
+        self.api = KubeApi(self.cluster.kubeconfig)
+        steps = ", ".join(f"{step} {seconds:.0f}s" for step, seconds in self.real.timings.items())
+        self.say(f"Up in {sum(self.real.timings.values()):.0f}s ({steps})")
+        self.narrator.show("kubectl get nodes -o wide", self.kubectl("get", "nodes", "-o", "wide"))
+        self.narrator.show("kubectl get pods -A -o wide", self.kubectl("get", "pods", "-A", "-o", "wide"))
+        self._write_state()
+
     def _write_state(self) -> None:
         assert self.cluster is not None
         assert self.prometheus is not None
@@ -172,23 +231,33 @@ class Demo:
             "pids": [p.pid for p in self.processes.processes],
             "prometheus": self.prometheus.url,
         }
+        if self.real is not None and self.real.node is not None:
+            state["real_node"] = {"workdir": str(self.real.node.workdir), "pki": str(self.cluster.pki)}
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     # --- the story ------------------------------------------------------------------------
-    def manifest(self, version: str, model_path: Path, sha256: str) -> str:
+    def manifest(self, version: str) -> str:
+        model = self.models[version]
+        if self.real is not None:  # as a user writes it: the chart's image, the store's URL
+            spec: dict[str, Any] = {
+                "version": version,
+                "model": {"uri": self.real.model_uri(f"iris-{version}")},
+            }
+        else:
+            spec = {
+                "version": version,
+                "model": {"uri": model.path.as_uri()},
+                "image": "vigil-model-server:demo",
+            }
+            spec["podAnnotations"] = {"kwok.x-k8s.io/status": "custom"}
+        spec["model"]["sha256"] = model.sha256
+        spec |= {"replicas": 2, "analysis": ANALYSIS}
         return yaml.safe_dump(
             {
                 "apiVersion": "vigil.dev/v1alpha1",
                 "kind": "ModelDeployment",
                 "metadata": {"name": NAME, "namespace": NAMESPACE},
-                "spec": {
-                    "version": version,
-                    "model": {"uri": model_path.as_uri(), "sha256": sha256},
-                    "image": "vigil-model-server:demo",
-                    "replicas": 2,
-                    "podAnnotations": {"kwok.x-k8s.io/status": "custom"},
-                    "analysis": ANALYSIS,
-                },
+                "spec": spec,
             },
             sort_keys=False,
         )
@@ -225,15 +294,16 @@ class Demo:
         raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}; see {self.workdir / 'logs'}")
 
     def run(self) -> dict[str, Any]:
-        models = self.workdir / "models"
-        self.say("Training two iris classifiers: v1 on clean labels, v2 on 40% shuffled labels ...")
-        good, bad = train(models / "v1.joblib"), train(models / "v2.joblib", shuffled_fraction=0.4)
+        assert self.cluster is not None
+        good, bad = self.models["v1"], self.models["v2"]
         self.say(f"accuracy on iris: v1 {accuracy(good):.3f}, v2 {accuracy(bad):.3f}; threshold {THRESHOLD}")
 
         self.say("Applying ModelDeployment iris, version v1:")
-        v1 = self.manifest("v1", good.path, good.sha256)
+        v1 = self.manifest("v1")
         self.narrator.show("kubectl apply -f iris-v1.yaml", v1)
         self.cluster.kubectl("apply", "-f", "-", input=v1)
+        if self.real is not None:
+            self._start_service_traffic()
         self.follow(
             lambda s: s.get("phase") == "Promoted" and s.get("stableVersion") == "v1", "v1 to be promoted"
         )
@@ -241,7 +311,7 @@ class Demo:
         self.get_mdep()
 
         self.say("Applying version v2 (the degraded model):")
-        v2 = self.manifest("v2", bad.path, bad.sha256)
+        v2 = self.manifest("v2")
         self.marks["v2_applied"] = datetime.now(UTC)
         self.cluster.kubectl("apply", "-f", "-", input=v2)
         status = self.follow(lambda s: s.get("phase") == "RolledBack", "v2 to be rolled back")
@@ -263,6 +333,15 @@ class Demo:
         self.narrator.show("kubectl get events -n ml (ModelDeployment)", _shorten(events))
         return self.summarise(status)
 
+    def _start_service_traffic(self) -> None:
+        """Users' requests and their labels through the model's Service (real path only), once
+        its pods are Ready: before that the Service has nowhere to send them."""
+        assert self.real is not None
+        self.real.wait_rolled_out(NAME, NAMESPACE, timeout=180)
+        url = self.real.service_url(NAME)
+        self.say(f"Sending requests and their labels to the Service ({url}, 20 requests/s) ...")
+        self.traffic = ServiceTraffic(url, NAME, self.real.feedback_token(NAME)).start()
+
     def _deployment_on_v1(self) -> bool:
         assert self.api is not None
         deployment = self.api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{NAME}")
@@ -278,8 +357,15 @@ class Demo:
         per_version = {}
         for version in ("v1", "v2"):
             selector = f'namespace="{NAMESPACE}", model="{NAME}", version="{version}"'
-            correct = self.prometheus.query(f"sum(vigil_model_feedback_correct_total{{{selector}}})")
-            total = self.prometheus.query(f"sum(vigil_model_feedback_total{{{selector}}})")
+            # Each pod's counter at its highest over the demo, summed: pods replaced by the
+            # rollout and the rollback count too (their series are gone by now).
+            span = f"{int(time.monotonic() - self.narrator.started) + 5}s"
+            correct = self.prometheus.query(
+                f"sum(max_over_time(vigil_model_feedback_correct_total{{{selector}}}[{span}]))"
+            )
+            total = self.prometheus.query(
+                f"sum(max_over_time(vigil_model_feedback_total{{{selector}}}[{span}]))"
+            )
             if correct and total and float(total[0]["value"][1]) > 0:
                 per_version[version] = {
                     "accuracy": float(correct[0]["value"][1]) / float(total[0]["value"][1]),
@@ -293,7 +379,14 @@ class Demo:
             "seconds_to_rollback_decision": _seconds(self.marks["v2_applied"], rollback_at),
             "seconds_to_deployment_on_v1": _seconds(self.marks["v2_applied"], self.marks["back_on_v1"]),
             "accuracy": per_version,
+            "path": self.path,
         }
+        if self.traffic is not None:
+            summary["requests"] = {
+                "sent": self.traffic.requests,
+                "failed": len(self.traffic.failures),
+                "failures": self.traffic.failures[:10],
+            }
         summary["plot"] = str(self.plot(rollback_at))
         (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -318,7 +411,7 @@ class Demo:
         start = end - (time.monotonic() - self.narrator.started) - 5
         import httpx
 
-        query = f'vigil_model_accuracy{{namespace="{NAMESPACE}", model="{NAME}"}}'
+        query = f'avg by (version) (vigil_model_accuracy{{namespace="{NAMESPACE}", model="{NAME}"}})'
         response = httpx.get(
             f"{self.prometheus.url}/api/v1/query_range",
             params={"query": query, "start": start, "end": end, "step": "1s"},
@@ -329,7 +422,7 @@ class Demo:
         for series in response.json()["data"]["result"]:
             points = [(datetime.fromtimestamp(float(t), UTC), float(v)) for t, v in series["values"]]
             version = series["metric"].get("version", "?")
-            axes.plot([p[0] for p in points], [p[1] for p in points], label=f"{version} (pod accuracy)")
+            axes.plot([p[0] for p in points], [p[1] for p in points], label=f"{version} (mean over its pods)")
         axes.axhline(THRESHOLD, color="grey", linestyle="--", label=f"threshold {THRESHOLD}")
         axes.axvline(rollback_at, color="red", linestyle=":", label="automatic rollback")
         axes.set_ylim(0.5, 1.02)
@@ -344,11 +437,16 @@ class Demo:
 
     # --- teardown -------------------------------------------------------------------------
     def stop(self) -> None:
-        self.processes.close()
+        if self.traffic is not None:
+            self.traffic.stop()
         if self.api is not None:
             self.api.close()
-        if self.cluster is not None:
-            self.cluster.stop()
+        if self.real is not None:
+            self.real.stop()  # the node, Prometheus, the cluster
+        else:
+            self.processes.close()
+            if self.cluster is not None:
+                self.cluster.stop()
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
 
     def explain_kept(self) -> None:
@@ -367,6 +465,11 @@ Prometheus UI: {self.prometheus.url}  (query: vigil_model_accuracy{{namespace="m
 Logs: {self.workdir / "logs"}
 Stop it all with: make demo-down"""
         )
+        if self.real is not None:
+            print(
+                "(Real node: the demo's traffic stopped when it exited;"
+                " `kubectl get pods -A -o wide` shows the containers.)"
+            )
 
 
 def _parse(text: str) -> datetime:
@@ -383,6 +486,8 @@ def _shorten(text: str, width: int = 150) -> str:
 
 def print_summary(summary: dict[str, Any]) -> None:
     print("\n=== Summary ===")
+    where = "a real node (containerd)" if summary["path"] == "real" else "kwok (simulated pods)"
+    print(f"  ran on: {where}")
     verdict = "yes" if summary["rolled_back"] else "NO"
     print(f"  v2 rolled back by itself: {verdict}; serving: {summary['serving']}")
     print(
@@ -394,6 +499,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(
             f"  {version}: accuracy {numbers['accuracy']:.3f} over {numbers['labelled']} labelled predictions"
         )
+    if "requests" in summary:
+        requests = summary["requests"]
+        print(f"  requests through the Service: {requests['sent']} sent, {requests['failed']} failed")
     print(f"  plot: {summary['plot']}")
 
 
@@ -403,6 +511,9 @@ def down(workdir: Path) -> int:
         print("no demo is running")
         return 0
     state = json.loads(state_file.read_text())
+    if "real_node" in state:  # needs the API to drain its pods: before the cluster stops
+        node = state["real_node"]
+        RealNode(Path(node["workdir"]), Path(state["kubeconfig"]), Path(node["pki"])).stop()
     for pid in reversed(state["pids"]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -439,6 +550,12 @@ def main() -> int:
         "--prometheus-port", type=int, default=int(os.environ.get("DEMO_PROMETHEUS_PORT", "0"))
     )
     parser.add_argument("--down", action="store_true", help="stop a demo left running with KEEP=1")
+    parser.add_argument(
+        "--node",
+        choices=["auto", "real", "kwok"],
+        default=os.environ.get("NODE") or "auto",
+        help="a real node (containerd, kubelet) or kwok; auto: real when this machine can run it",
+    )
     args = parser.parse_args()
     if args.down:
         return down(args.workdir)
@@ -447,7 +564,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     narrator = Narrator()
-    demo = Demo(args.workdir, args.prometheus_port, narrator)
+    try:
+        path, why = choose_path(args.node)
+    except DemoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    narrator.say(f"Path: {'a real node' if path == 'real' else 'kwok'}: {why}.")
+    demo = Demo(args.workdir, args.prometheus_port, narrator, path)
     keep = False
     try:
         demo.start()
@@ -460,7 +583,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: tearing the demo down ...", file=sys.stderr)
         return 130
-    except (DemoError, ClusterToolsMissing) as error:
+    except (DemoError, ClusterToolsMissing, NodeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

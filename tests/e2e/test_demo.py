@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 def test_demo_rolls_v2_back_and_leaves_v1_serving(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "hack" / "demo.py"), "--workdir", str(workdir)],
+        # kwok: the real node belongs to the real-node tier, which runs the demo there.
+        [sys.executable, str(REPO_ROOT / "hack" / "demo.py"), "--workdir", str(workdir), "--node", "kwok"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -716,6 +716,22 @@ state = "{base}/state"
                     os.kill(int(pid), signal.SIGKILL)
 
 
+def host_problems() -> list[str]:
+    """Why this machine cannot run the real node at all (empty when it can), before any build:
+    what `make node-tools` and `make images` install is not checked here."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("it needs root (mounts, cgroups, network namespaces); run as root")
+    if not (CGROUP_ROOT / "memory").is_dir():
+        problems.append("no cgroup v1 memory controller: this node setup expects hybrid cgroups (v1)")
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        problems.append("util-linux's unshare and iproute2's ip are needed")
+    taken = [f"{what} port {port}" for what, port in PORTS.items() if _port_taken(port)]
+    if taken:
+        problems.append(f"{', '.join(taken)} in use: another kubelet runs here (`make node-down`?)")
+    return problems
+
+
 def _port_taken(port: int) -> bool:
     return f":{port} " in run("ss", "-Htln", f"sport = :{port}", check=False).stdout + " "
 
@@ -837,18 +853,24 @@ def node_for_local_cluster() -> RealNode:
         raise NodeError("no local cluster is up: run `make cluster-up` first")
     state = json.loads(state_file.read_text())
     pki = Path(state["workdir"]) / "kwok" / "clusters" / state["name"] / "pki"
-    return RealNode(REPO_ROOT / ".work" / "node", Path(state["kubeconfig"]), pki)
+    # The project's images (`make images`) when built, so that pods can run them at once.
+    images = tuple(sorted((REPO_ROOT / ".work" / "images").glob("vigil-*.tar")))
+    return RealNode(REPO_ROOT / ".work" / "node", Path(state["kubeconfig"]), pki, images=images)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="The local cluster's real node")
-    parser.add_argument("action", choices=["up", "down", "status", "leftovers"])
+    parser.add_argument("action", choices=["up", "down", "status", "leftovers", "can-run"])
     parser.add_argument("--workdir", type=Path, help="another cluster's node (with --kubeconfig, --pki)")
     parser.add_argument("--kubeconfig", type=Path)
     parser.add_argument("--pki", type=Path, help="the cluster's CA folder (ca.crt, ca.key)")
     args = parser.parse_args()
     action = args.action
     try:
+        if action == "can-run":  # exit 0 when the host can run a real node; else say why
+            problems = host_problems()
+            print("; ".join(problems) or "this machine can run a real node")
+            return 1 if problems else 0
         if action == "leftovers":
             found = leftovers(args.workdir or REPO_ROOT / ".work" / "node")
             print("\n".join(found) or "nothing left")

@@ -129,7 +129,8 @@ class RealStack:
 
     def _start_store(self) -> None:
         assert self.node is not None
-        image, archive = model_store_image({f"{name}.joblib": m.path for name, m in self.models.items()})
+        files = {f"{name}.joblib": m.path for name, m in self.models.items()}
+        image, archive = model_store_image(files)
         self.node.import_images(archive)
         labels = {"app.kubernetes.io/name": "model-store"}
         self.apply(
@@ -151,7 +152,7 @@ class RealStack:
                                     "image": image,
                                     "imagePullPolicy": "Never",
                                     "ports": [{"name": "http", "containerPort": 8080}],
-                                    "readinessProbe": {"httpGet": {"path": "/good.joblib", "port": "http"}},
+                                    "readinessProbe": {"httpGet": {"path": f"/{min(files)}", "port": "http"}},
                                     "securityContext": RESTRICTED_CONTAINER,
                                 }
                             ],
@@ -168,7 +169,7 @@ class RealStack:
                 "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
             }
         )
-        self.kubectl("rollout", "status", "deployment/model-store", "-n", STORE_NAMESPACE, "--timeout=120s")
+        self.wait_rolled_out("model-store", STORE_NAMESPACE)
         ip = self.kubectl(
             "get", "service", "model-store", "-n", STORE_NAMESPACE, "-o", "jsonpath={.spec.clusterIP}"
         )
@@ -208,6 +209,23 @@ class RealStack:
             *("--set", f"prometheusUrl={self.prometheus.url}"),
             *("--set", f"watchNamespaces={{{MODELS_NAMESPACE}}}"),
         )
+
+    def wait_rolled_out(self, deployment: str, namespace: str, timeout: int = 90) -> None:
+        """`kubectl rollout status`; when it times out, the pods' state says why."""
+        done = self.kubectl(
+            "rollout",
+            "status",
+            f"deployment/{deployment}",
+            "-n",
+            namespace,
+            f"--timeout={timeout}s",
+            check=False,
+        )
+        if "successfully rolled out" not in done:
+            pods = self.kubectl("describe", "pods", "-n", namespace, check=False)
+            raise NodeError(
+                f"deployment {namespace}/{deployment} did not become ready in {timeout}s:\n{pods[-3000:]}"
+            )
 
     # -- use
     @property

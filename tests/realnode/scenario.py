@@ -10,7 +10,8 @@ tests, ordered last, assert what it saw. Steps, each recorded in `facts`:
 4. v1 rolled out and promoted, v2 rolled out and promoted, v3 (worse than the threshold)
    rolled back to v2, under steady traffic through the Service's ClusterIP;
 5. `kubectl logs` and `kubectl exec` into the containers;
-6. teardown, then what is left of the node on the machine (nothing, or the test fails).
+6. teardown, then what is left of the node on the machine (nothing, or the test fails);
+7. `make demo`'s script on the real path, start to teardown.
 
 The figures also go to .work/realnode-report.json for the closing note.
 """
@@ -115,7 +116,40 @@ class RealNodeRun:
             stack.stop()
             self._record("teardown (s)", round(time.monotonic() - teardown, 1))
             self._record("leftovers after teardown", leftovers(stack.workdir / "node"))
-            self._record("scenario (s)", round(time.monotonic() - started, 1))
+        if self.error is None:
+            try:
+                self._record("demo", self._demo())
+            except BaseException:  # noqa: BLE001 - recorded; the tests report it
+                self.error = traceback.format_exc()
+        self._record("scenario (s)", round(time.monotonic() - started, 1))
+
+    def _demo(self) -> dict[str, Any]:
+        """hack/demo.py --node real, as `make demo` runs it on a machine that can."""
+        workdir = self.workdir / "demo"
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "hack" / "demo.py"),
+                "--node",
+                "real",
+                "--workdir",
+                str(workdir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        summary_file = workdir / "summary.json"
+        return {
+            "exit code": result.returncode,
+            "seconds": round(time.monotonic() - started, 1),
+            "output": (result.stdout + result.stderr)[-5000:],
+            "summary": json.loads(summary_file.read_text()) if summary_file.exists() else None,
+            "state file left": (workdir / "demo-state.json").exists(),
+            "leftovers": leftovers(workdir / "real" / "node"),
+        }
 
     def _interrupted_start(self, stack: RealStack) -> dict[str, Any]:
         """`harness.node up` stopped by SIGINT mid-start (containerd up, the kubelet not yet)."""

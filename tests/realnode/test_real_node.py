@@ -66,3 +66,18 @@ def test_kubectl_logs_and_exec_reach_the_containers(real_node: RealNodeRun) -> N
 
 def test_teardown_leaves_nothing_on_the_machine(real_node: RealNodeRun) -> None:
     assert real_node.fact("leftovers after teardown") == []
+
+
+def test_make_demo_tells_the_story_on_the_real_node(real_node: RealNodeRun) -> None:
+    demo = real_node.fact("demo")
+    assert demo["exit code"] == 0, demo["output"]
+    summary = demo["summary"]
+    assert summary["path"] == "real"
+    assert summary["rolled_back"] is True
+    assert summary["serving"] == "v1"
+    assert summary["requests"]["sent"] > 100
+    assert summary["requests"]["failed"] == 0, demo["output"]
+    assert "Path: a real node" in demo["output"]
+    assert "=== Summary ===" in demo["output"]
+    assert not demo["state file left"]
+    assert demo["leftovers"] == []

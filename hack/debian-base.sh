@@ -16,7 +16,7 @@ VARIANT=minbase
 PACKAGES=(python3 python3-venv ca-certificates netbase tzdata)
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-CACHE=${VIGIL_CACHE:-$HOME/.cache/vigil}/images
+CACHE=${VIGIL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil}/images
 
 log() { echo "[images] $*" >&2; }
 die() { echo "error: $*" >&2; exit 1; }

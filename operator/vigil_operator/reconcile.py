@@ -97,7 +97,7 @@ async def run_check(
     except prometheus.PrometheusError as error:
         measurement = Measurement(error=bounded(str(error)))
     else:
-        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at)
+        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at, target=target)
     return measurement, query
 
 

@@ -9,6 +9,7 @@ scraped like the model servers, so the operator's panels have its real series.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import time
@@ -29,6 +30,7 @@ from .conftest import Stack, condition, model_deployment, promoted
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 CHART = REPO_ROOT / "charts" / "vigil"
 INFERENCES = 30
+STEP = 2.0  # seconds between the points of a range query
 
 
 def dashboard_from_the_chart(tmp_path: Path) -> dict[str, Any]:
@@ -98,17 +100,20 @@ def test_every_panel_and_annotation_query_returns_data_after_a_rollout_and_a_rol
     stack.apply(model_deployment("iris", stack.namespace, "v2", models["bad"], prometheus_url=url))
     status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v2 rolled back")
     assert condition(status, "RolledBack")["reason"] == "AnalysisFailed"
-    infer(stack, INFERENCES)
-    # The last requests scraped, and the rollback's counter seen by Prometheus.
-    stack.prometheus.wait_for_value(
-        f'sum(vigil_model_requests_total{{namespace="{stack.namespace}", endpoint="infer"}})',
-        lambda value: value >= INFERENCES,
-    )
+    # Two batches, each scraped, so the latency and request rates have two samples to work with.
+    requests = f'sum(vigil_model_requests_total{{namespace="{stack.namespace}", endpoint="infer"}})'
+    first = INFERENCES // 2
+    infer(stack, first)
+    stack.prometheus.wait_for_value(requests, lambda value: value >= first)
+    infer(stack, INFERENCES - first)
+    stack.prometheus.wait_for_value(requests, lambda value: value >= INFERENCES)
     stack.prometheus.wait_for_value(
         f'sum(vigil_operator_rollbacks_total{{namespace="{stack.namespace}", name="iris"}})',
         lambda value: value >= 1,
     )
+    # The last step of every range query at exactly this moment, after the last scrape seen above.
     ended = time.time()
+    started = ended - STEP * math.ceil((ended - started) / STEP)
 
     # As Grafana fills them in for this namespace and object; a rate interval of a few scrapes.
     values = {"namespace": stack.namespace, "name": "iris", "window": "1m", "__rate_interval": "15s"}
@@ -121,7 +126,7 @@ def test_every_panel_and_annotation_query_returns_data_after_a_rollout_and_a_rol
 
     empty = []
     for where, expr in queries(dashboard).items():
-        result = stack.prometheus.query_range(fill_in(expr, values), started, ended, step=2)
+        result = stack.prometheus.query_range(fill_in(expr, values), started, ended, step=STEP)
         if not result:
             empty.append(where)
     assert not empty, f"no data for: {empty}"

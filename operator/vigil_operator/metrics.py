@@ -3,13 +3,22 @@
 A series that stays after its version is gone keeps its last value forever, and an alert on it
 never resolves; so the series of versions that are neither current nor stable, and every series
 of a deleted ModelDeployment, are removed.
+
+The state gauges (phase, Degraded, threshold) mirror the status every round, so alerts and the
+dashboard read what `kubectl get mdep` shows without kube-state-metrics' custom resource config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from vigil_operator.analysis import Verdict
+from vigil_operator.decisions import Facts, Phase, Reason, phase_of
+from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.status import conditions_of
 
 OBJECT = ("namespace", "name")  # every per-object metric's first labels: the ModelDeployment's
 
@@ -26,13 +35,71 @@ RECONCILE_SECONDS = Histogram(
     "Time of one reconcile round of one ModelDeployment, Prometheus query included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+PHASE = Gauge(
+    "vigil_operator_phase",
+    "1 for the phase each ModelDeployment is in (status.phase), 0 for every other phase",
+    [*OBJECT, "phase"],
+)
+DEGRADED = Gauge(
+    "vigil_operator_degraded",
+    "1 while the Degraded condition is True, 0 otherwise; `reason` is the condition's reason",
+    [*OBJECT, "reason"],
+)
+THRESHOLD = Gauge(
+    "vigil_operator_threshold",
+    "spec.analysis.threshold of each ModelDeployment: below it a version fails its checks",
+    OBJECT,
+)
 # Each per-object metric with its label names, in the order `remove` takes their values.
 PER_OBJECT: dict[Counter | Gauge, tuple[str, ...]] = {
     CHECKS: (*OBJECT, "verdict"),
     ROLLBACKS: (*OBJECT, "reason"),
     PROMOTIONS: OBJECT,
     LAST_ACCURACY: (*OBJECT, "version"),
+    PHASE: (*OBJECT, "phase"),
+    DEGRADED: (*OBJECT, "reason"),
+    THRESHOLD: OBJECT,
 }
+# Every `reason` of the rollbacks counter. Each starts at 0: `increase()` needs a sample before
+# the first rollback, or an alert on it would never see the first one.
+ROLLBACK_REASONS = (Reason.ANALYSIS_FAILED, Reason.PROGRESS_DEADLINE_EXCEEDED, Reason.MANUAL_ROLLBACK)
+NOT_DEGRADED = "AsExpected"
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """What the state gauges of one ModelDeployment say after a round."""
+
+    phase: Phase
+    degraded_reason: str | None  # the Degraded condition's reason while it is True
+    threshold: float
+
+
+def object_state(facts: Facts, analysis: AnalysisSpec, desired: Release) -> ObjectState:
+    """The gauges' values, derived like the status itself, so the two never disagree. Pure."""
+    degraded = next(c for c in conditions_of(facts, analysis, desired) if c.type == "Degraded")
+    return ObjectState(
+        phase=phase_of(facts),
+        degraded_reason=degraded.reason if degraded.status else None,
+        threshold=analysis.threshold,
+    )
+
+
+def record_state(namespace: str, name: str, state: ObjectState) -> None:
+    """Set the state gauges of one object, and start its counters at 0 (see ROLLBACK_REASONS)."""
+    for phase in Phase:
+        PHASE.labels(namespace, name, phase.value).set(1 if phase is state.phase else 0)
+    reason = state.degraded_reason or NOT_DEGRADED
+    for labels in _label_values(DEGRADED, PER_OBJECT[DEGRADED]):
+        if labels[:2] == (namespace, name) and labels[2] != reason:
+            DEGRADED.remove(*labels)
+    DEGRADED.labels(namespace, name, reason).set(0 if state.degraded_reason is None else 1)
+    THRESHOLD.labels(namespace, name).set(state.threshold)
+    for rollback_reason in ROLLBACK_REASONS:
+        ROLLBACKS.labels(namespace, name, rollback_reason.value)
+    for verdict in Verdict:
+        CHECKS.labels(namespace, name, verdict.value)
+    PROMOTIONS.labels(namespace, name)
 
 
 def _label_values(metric: Counter | Gauge, names: tuple[str, ...]) -> list[tuple[str, ...]]:

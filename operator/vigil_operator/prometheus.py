@@ -22,7 +22,8 @@ import aiohttp
 from yarl import URL
 
 from vigil_operator.analysis import Measurement
-from vigil_operator.queries import SERIES_LABEL
+from vigil_operator.diagnosis import SeriesEvidence, diagnose
+from vigil_operator.queries import SERIES_LABEL, Target, no_series_query
 from vigil_operator.status import to_timestamp
 from vigil_operator.text import bounded
 
@@ -61,6 +62,10 @@ class PrometheusAccess:
 
 class PrometheusError(Exception):
     """The check has no usable number: unreachable, refused, bad query, no series or NaN."""
+
+
+class NoSeries(PrometheusError):
+    """The built-in query matched no series; `measure` asks Prometheus why."""
 
 
 def check_url(url: str, policy: AccessPolicy) -> None:
@@ -299,7 +304,7 @@ def accuracy_measurement(data: dict[str, Any]) -> Measurement:
         if data.get("resultType") == "vector"
     }
     if "total" not in counts:
-        raise PrometheusError(
+        raise NoSeries(
             "no feedback series for this version: has the model server received labelled predictions, "
             "and does Prometheus scrape it with a namespace label?"
         )
@@ -323,17 +328,56 @@ def single_value_measurement(data: dict[str, Any]) -> Measurement:
     raise PrometheusError(f"the query returned a {kind}; it must return one number (a scalar or one series)")
 
 
+def series_evidence(data: dict[str, Any]) -> SeriesEvidence:
+    """The counts of `queries.no_series_query`'s answer; a count Prometheus left out is 0."""
+    counts = {
+        item.get("metric", {}).get(SERIES_LABEL): int(float(item["value"][1]))
+        for item in data.get("result", [])
+        if data.get("resultType") == "vector"
+    }
+    return SeriesEvidence(
+        targets_up=counts.get("up", 0),
+        targets_down=counts.get("down", 0),
+        unlabelled_series=counts.get("unlabelled", 0),
+    )
+
+
+async def explain_no_series(
+    access: PrometheusAccess, target: Target, at: datetime | None, fallback: str
+) -> str:
+    """Why the built-in query found nothing, from one more query at the same time; `fallback`
+    (the generic message) when that query fails too."""
+    try:
+        data = await instant_query(access, no_series_query(target), at)
+        return diagnose(target, series_evidence(data)).message
+    except PrometheusError:
+        return fallback
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return fallback
+
+
 async def measure(
-    access: PrometheusAccess, query: str, *, builtin: bool, at: datetime | None = None
+    access: PrometheusAccess,
+    query: str,
+    *,
+    builtin: bool,
+    at: datetime | None = None,
+    target: Target | None = None,
 ) -> Measurement:
     """One check's measurement, evaluated `at` the check's time.
 
     Every failure becomes `Measurement(error=...)`, never an exception. The built-in query's
     ranges end at the check's time, so evaluating there makes back-to-back checks meet exactly.
+    With `target`, an empty built-in answer is explained (`diagnosis`): which of no scrape
+    target, targets down, no `namespace` label or no labels yet, and the fix.
     """
     try:
         data = await instant_query(access, query, at)
         return accuracy_measurement(data) if builtin else single_value_measurement(data)
+    except NoSeries as error:
+        if target is None:
+            return Measurement(error=bounded(str(error)))
+        return Measurement(error=bounded(await explain_no_series(access, target, at, str(error))))
     except PrometheusError as error:
         return Measurement(error=bounded(str(error)))
     except asyncio.CancelledError:

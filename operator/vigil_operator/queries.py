@@ -85,3 +85,28 @@ def custom_query(template: str, target: Target, plan: QueryPlan) -> str:
     for key, value in values.items():
         rendered = rendered.replace("{{" + key + "}}", value).replace("{{ " + key + " }}", value)
     return rendered
+
+
+def object_pods_regex(name: str) -> str:
+    """The names of a Deployment's pods (`<name>-<template hash>-<suffix>`), and no other's:
+    neither segment after the name holds a dash, so `iris-eu`'s pods never match `iris`. Object
+    names hold only lowercase letters, digits, `-` and `.`; the dot is the one to escape."""
+    return name.replace(".", "\\.") + "-[a-z0-9]+-[a-z0-9]+"
+
+
+def no_series_query(target: Target) -> str:
+    """What tells the causes of an empty built-in answer apart (`diagnosis.diagnose`).
+
+    Three counts in one answer, told apart by `SERIES_LABEL`: the object's pods scraped up and
+    down (`up` carries the target labels), and this version's feedback series without a
+    `namespace` label (`namespace=""` matches a missing label).
+    """
+    pods = f"up{{namespace={_quote(target.namespace)}, pod=~{_quote(object_pods_regex(target.name))}}}"
+    unlabelled = (
+        f'{FEEDBACK_TOTAL}{{namespace="", model={_quote(target.name)}, version={_quote(target.version)}}}'
+    )
+    counts = {"up": f"{pods} == 1", "down": f"{pods} == 0", "unlabelled": unlabelled}
+    return " or ".join(
+        f'label_replace(count({selector}), "{SERIES_LABEL}", "{series}", "", "")'
+        for series, selector in counts.items()
+    )

@@ -97,7 +97,7 @@ async def run_check(
     except prometheus.PrometheusError as error:
         measurement = Measurement(error=bounded(str(error)))
     else:
-        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at)
+        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at, target=target)
     return measurement, query
 
 
@@ -212,6 +212,7 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     live = await kube.read_deployment(namespace, name) if deployment is not None else None
     refused = await _apply_deployment(body, live, wanted, now, logger)
     applied_facts, events = record_apply(decision.facts, refused)
+    metrics.record_state(namespace, name, metrics.object_state(applied_facts, spec.analysis, spec.release))
     if applied_facts != decision.facts:
         stored, resource_version = written
         if await _write_status(body, spec, applied_facts, now, stored, resource_version) is None:

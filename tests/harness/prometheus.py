@@ -55,6 +55,7 @@ class LocalPrometheus:
     # Scrape jobs as written in prometheus.yml (e.g. kubernetes_sd_configs), besides the targets.
     jobs: tuple[dict[str, Any], ...] = ()
     binary: str = ""  # empty: Debian's `prometheus`
+    targets: list[ScrapeTarget] = field(default_factory=list)  # as last set
 
     @property
     def url(self) -> str:
@@ -110,6 +111,7 @@ class LocalPrometheus:
         return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
 
     def _write_config(self, targets: list[ScrapeTarget]) -> None:
+        self.targets = list(targets)
         jobs: dict[str, list[dict]] = {}
         for target in targets:
             jobs.setdefault(target.job, []).append({"targets": [target.address], "labels": target.labels})
@@ -128,6 +130,22 @@ class LocalPrometheus:
         self._write_config(targets)
         response = httpx.post(f"{self.url}/-/reload", timeout=10)
         response.raise_for_status()
+
+    def add_jobs(self, *jobs: dict[str, Any]) -> None:
+        """Scrape these jobs too (beside the targets, which stay) and reload the configuration."""
+        self.jobs = (*self.jobs, *jobs)
+        self.set_targets(self.targets)
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
+        """Range query as a dashboard panel runs it; raises when Prometheus rejects the query."""
+        response = httpx.get(
+            f"{self.url}/api/v1/query_range",
+            params={"query": promql, "start": start, "end": end, "step": step},
+            timeout=10,
+        )
+        body = response.json()
+        assert body["status"] == "success", f"{promql}: {body}"
+        return body["data"]["result"]
 
     def stop(self) -> None:
         """Stop Prometheus, keeping its data (a later `restart` serves it again)."""

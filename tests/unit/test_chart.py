@@ -85,6 +85,9 @@ def test_helm_lint_passes_for_default_and_every_switch(helm_env: dict[str, str])
         "metrics.podMonitor.enabled=true",
         "podDisruptionBudget.enabled=true",
         "crds.install=false",
+        "alerts.enabled=true",
+        "dashboards.enabled=true",
+        "monitoring.labels.release=kps",
     ]
     helm(helm_env, "lint", "--strict", str(CHART))
     result = helm(helm_env, "lint", "--strict", str(CHART), *[a for s in switches for a in ("--set", s)])
@@ -410,6 +413,10 @@ def test_image_tag_defaults_to_app_version_and_digest_wins(helm_env: dict[str, s
         "rbac.readSecrets=false",  # gone: the feedback token Secret needs get/create/patch anyway
         "prometheus.maxResponseBytes=10",
         "prometheus.allowedUrls={prometheus:9090}",
+        "alerts.operatorDown.for=five minutes",
+        "alerts.nearThreshold.margin=-0.1",
+        "alerts.unknownAlert.for=5m",
+        "dashboards.label=not a label",
     ],
 )
 def test_schema_rejects_bad_values(helm_env: dict[str, str], bad: str) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import REGISTRY
 
 from vigil_operator import metrics
-from vigil_operator.analysis import Verdict
-from vigil_operator.decisions import CheckRecord, Decision, Event, Facts, Reason
+from vigil_operator.analysis import Streaks, Verdict
+from vigil_operator.decisions import CheckRecord, Decision, Event, Facts, Phase, Reason
 from vigil_operator.reconcile import _count
-from vigil_operator.releases import Release
+from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.status import conditions_of
 
 V1, V2, V3 = (Release(version=v, uri=f"file:///{v}", image="server:1") for v in ("v1", "v2", "v3"))
 
@@ -103,4 +105,98 @@ def test_forgetting_an_object_without_series_is_harmless() -> None:
     namespace, name = _object()
     metrics.forget_object(namespace, name)
     metrics.forget_versions(namespace, name, keep=())
+    assert series_of(namespace, name) == []
+
+
+ANALYSIS = AnalysisSpec(prometheus_url="http://p:9090", threshold=0.92, error_limit=3)
+SERVING_SINCE = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def gauge(metric: str, namespace: str, name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(metric, {"namespace": namespace, "name": name, **labels})
+
+
+@pytest.mark.parametrize(
+    ("facts", "phase", "degraded"),
+    [
+        (Facts(current=V1), Phase.PROGRESSING, None),
+        (Facts(current=V2, stable=V1, serving_since=SERVING_SINCE), Phase.ANALYZING, None),
+        (Facts(current=V1, stable=V1, serving_since=SERVING_SINCE), Phase.PROMOTED, None),
+        (
+            Facts(
+                current=V1,
+                stable=V1,
+                serving_since=SERVING_SINCE,
+                failed_version="v2",
+                rollback_reason=Reason.ANALYSIS_FAILED,
+            ),
+            Phase.ROLLED_BACK,
+            None,
+        ),
+        (
+            Facts(current=V1, serving_since=SERVING_SINCE, degraded_reason=Reason.NO_STABLE_RELEASE),
+            Phase.DEGRADED,
+            "NoStableRelease",
+        ),
+        (
+            Facts(current=V1, stable=V1, serving_since=SERVING_SINCE, streaks=Streaks(errors=3)),
+            Phase.PROMOTED,
+            "MetricsUnavailable",
+        ),
+        (
+            Facts(current=V1, stable=V1, serving_since=SERVING_SINCE, apply_error="denied by policy"),
+            Phase.PROMOTED,
+            "ApplyFailed",
+        ),
+    ],
+    ids=["progressing", "analyzing", "promoted", "rolled-back", "degraded", "metrics-unavailable", "apply"],
+)
+def test_the_state_gauges_say_what_the_status_says(facts: Facts, phase: Phase, degraded: str | None) -> None:
+    state = metrics.object_state(facts, ANALYSIS, V1)
+    assert state == metrics.ObjectState(phase=phase, degraded_reason=degraded, threshold=0.92)
+    conditions = {c.type: c for c in conditions_of(facts, ANALYSIS, V1)}
+    assert conditions["Degraded"].status is (degraded is not None)
+
+
+def test_recording_the_state_sets_one_phase_and_one_degraded_series() -> None:
+    namespace, name = _object()
+    metrics.record_state(namespace, name, metrics.ObjectState(Phase.DEGRADED, "NoStableRelease", 0.9))
+
+    assert {p.value: gauge("vigil_operator_phase", namespace, name, phase=p.value) for p in Phase} == {
+        "Progressing": 0,
+        "Analyzing": 0,
+        "Promoted": 0,
+        "RolledBack": 0,
+        "Degraded": 1,
+    }
+    assert gauge("vigil_operator_degraded", namespace, name, reason="NoStableRelease") == 1
+    assert gauge("vigil_operator_threshold", namespace, name) == 0.9
+
+    metrics.record_state(namespace, name, metrics.ObjectState(Phase.PROMOTED, None, 0.95))
+
+    assert gauge("vigil_operator_phase", namespace, name, phase="Promoted") == 1
+    assert gauge("vigil_operator_phase", namespace, name, phase="Degraded") == 0
+    # The old reason's series goes: an alert on it resolves instead of reading a stale 1.
+    assert gauge("vigil_operator_degraded", namespace, name, reason="NoStableRelease") is None
+    assert gauge("vigil_operator_degraded", namespace, name, reason="AsExpected") == 0
+    assert gauge("vigil_operator_threshold", namespace, name) == 0.95
+
+
+def test_counters_start_at_zero_so_the_first_rollback_is_an_increase() -> None:
+    namespace, name = _object()
+    metrics.record_state(namespace, name, metrics.ObjectState(Phase.ANALYZING, None, 0.9))
+
+    for reason in ("AnalysisFailed", "ProgressDeadlineExceeded", "ManualRollback"):
+        assert gauge("vigil_operator_rollbacks_total", namespace, name, reason=reason) == 0
+    for verdict in Verdict:
+        assert gauge("vigil_operator_checks_total", namespace, name, verdict=verdict.value) == 0
+    assert gauge("vigil_operator_promotions_total", namespace, name) == 0
+
+
+def test_a_deleted_object_loses_its_state_gauges_too() -> None:
+    namespace, name = _object()
+    metrics.record_state(namespace, name, metrics.ObjectState(Phase.ANALYZING, "MetricsUnavailable", 0.9))
+
+    metrics.forget_object(namespace, name)
+
     assert series_of(namespace, name) == []

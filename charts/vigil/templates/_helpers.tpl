@@ -62,3 +62,23 @@ app.kubernetes.io/component: operator
 {{- define "vigil.peeringName" -}}
 {{- default (include "vigil.fullname" .) .Values.peering.name -}}
 {{- end -}}
+
+{{/* Labels of every prometheus-operator object: monitoring.labels, then the object's own. */}}
+{{- define "vigil.monitoringLabels" -}}
+{{- $labels := merge (dict) (.own | default dict) (.root.Values.monitoring.labels | default dict) -}}
+{{- with $labels }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* The `job` label(s) of the operator's metrics, as a regular expression: alerts.operatorJob,
+else what the chart's ServiceMonitor (the Service's name) and PodMonitor (namespace/name) give. */}}
+{{- define "vigil.operatorJobs" -}}
+{{- if .Values.alerts.operatorJob -}}
+{{- .Values.alerts.operatorJob -}}
+{{- else if .Values.metrics.port -}}
+{{- $operator := include "vigil.operatorName" . -}}
+{{- $jobs := list -}}
+{{- if .Values.metrics.serviceMonitor.enabled }}{{ $jobs = append $jobs (printf "%s-metrics" $operator) }}{{ end -}}
+{{- if .Values.metrics.podMonitor.enabled }}{{ $jobs = append $jobs (printf "%s/%s" .Release.Namespace $operator) }}{{ end -}}
+{{- join "|" $jobs -}}
+{{- end -}}
+{{- end -}}

@@ -50,12 +50,25 @@ node-deps: venv
 	@hack/node-tools.sh --check || hack/node-tools.sh
 	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) hack/images.sh
 
+# The soak and the real-node tier spend their minutes waiting: they run in a pytest of their own
+# beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their output follows.
+PYTEST_WORKERS ?= 2
+BACKGROUND_TIERS := soak or realnode
+
 .PHONY: test
 test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end and real-node tests
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/mypy
-	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+	@mkdir -p .work; \
+	echo "[test] the soak and the real-node tier run beside the rest (log: .work/test-background.log)"; \
+	$(VENV)/bin/pytest -m "$(BACKGROUND_TIERS)" $(PYTEST_ARGS) >.work/test-background.log 2>&1 & background=$$!; \
+	trap 'kill -TERM $$background 2>/dev/null; wait $$background; exit 130' INT TERM; \
+	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS))" -n $(PYTEST_WORKERS) $(PYTEST_ARGS); main=$$?; \
+	echo "[test] waiting for the soak and the real-node tier ..."; \
+	wait $$background; other=$$?; \
+	echo "[test] === the soak and the real-node tier ==="; cat .work/test-background.log; \
+	[ $$main -eq 0 ] && [ $$other -eq 0 ]
 
 .PHONY: test-realnode
 test-realnode: deps node-deps ## Only the real-node tier: the chart, the images and real pods (root)

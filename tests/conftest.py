@@ -5,6 +5,7 @@ Every test talks only to the cluster started here, through the kubeconfig writte
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 BACKGROUND_MARKERS = ("soak", "realnode")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM ends a run like Ctrl-C: fixtures tear down (a real node, clusters) before exit.
+    `make test` stops its background pytest this way; its SIGINT is ignored (a shell's `&`)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests of background runs last: they only collect what runs started with the session saw."""
     items.sort(key=lambda item: any(item.get_closest_marker(m) for m in BACKGROUND_MARKERS))
@@ -40,13 +51,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def real_node_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real-node scenario (tests/realnode/scenario.py), started as the session begins when
-    its tests were collected, so that its minutes overlap the other tiers. After the session's
-    cluster, when the session has one: the scenario's cluster would compete with it for ports."""
+    its tests were collected, so that its minutes overlap the other tiers."""
     if not any(item.get_closest_marker("realnode") for item in request.session.items):
         yield None
         return
-    if any("cluster" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        request.getfixturevalue("cluster")
     from realnode.scenario import RealNodeRun
 
     run = RealNodeRun(tmp_path_factory.mktemp("realnode")).start()

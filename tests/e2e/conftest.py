@@ -185,11 +185,10 @@ def soak(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     models: dict[str, TrainedModel],
-    cluster: LocalCluster,
 ) -> Iterator[Any]:
-    """Start the soak (tests/e2e/test_steady_state.py) as the e2e session begins, when it was
-    collected, so its ten minutes overlap the other tests instead of adding to them. After the
-    session's cluster is up (`cluster`): two kwokctl starts at one moment race for ports."""
+    """Start the soak (tests/e2e/test_steady_state.py) as the session begins, when it was
+    collected, so its ten minutes overlap the other tests instead of adding to them (`make test`
+    runs it in a pytest of its own beside the others; see the Makefile)."""
     if not any(item.get_closest_marker("soak") for item in request.session.items):
         yield None
         return

@@ -8,11 +8,14 @@ reads or writes ~/.kube or ~/.kwok, and nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
-import threading
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +68,20 @@ componentsPatches:
 """
 
 
-# One kwokctl create at a time in this process: kwokctl picks some ports itself, and clusters
-# started from two threads at once (the session's, the soak's, the real node's) race for them.
-_CREATING = threading.Lock()
+# One kwokctl create at a time on this machine: kwokctl picks some ports itself, and clusters
+# started at once (the session's of each test worker, the soak's, the real node's) race for them.
+CREATE_LOCK = Path(tempfile.gettempdir()) / "vigil-kwokctl-create.lock"
+
+
+@contextlib.contextmanager
+def _creating() -> Iterator[None]:
+    """An exclusive lock across threads and processes (flock on a fresh open file each time)."""
+    with CREATE_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ClusterToolsMissing(RuntimeError):
@@ -161,7 +175,7 @@ class LocalCluster:
         for attempt in range(1, attempts + 1):
             cluster = cls(name=name or f"vigil-{uuid.uuid4().hex[:8]}", workdir=workdir / f"try{attempt}")
             try:
-                with _CREATING:
+                with _creating():
                     cluster._create(nodes)
                 return cluster
             except (RuntimeError, AssertionError, subprocess.SubprocessError) as error:

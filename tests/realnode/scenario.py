@@ -70,6 +70,7 @@ class RealNodeRun:
         self.facts: dict[str, Any] = {}
         self.error: str | None = None
         self.stack: RealStack | None = None
+        self._demo_process: subprocess.Popen[str] | None = None
         self._thread = threading.Thread(target=self._run, name="real-node", daemon=True)
 
     def start(self) -> RealNodeRun:
@@ -85,10 +86,13 @@ class RealNodeRun:
         return self.facts[key]
 
     def stop(self) -> None:
-        """The session ends: make sure the node is gone even if the scenario is still running."""
-        self._thread.join(600)
+        """The session ends (early, when interrupted): the node goes now, whatever the scenario
+        is doing; the scenario then fails, and its own teardown finds nothing left to remove."""
         if self._thread.is_alive() and self.stack is not None:
             self.stack.stop()
+        if self._demo_process is not None and self._demo_process.poll() is None:
+            self._demo_process.terminate()
+        self._thread.join(120)
 
     def _record(self, key: str, value: Any) -> None:
         self.facts[key] = value
@@ -127,25 +131,27 @@ class RealNodeRun:
         """hack/demo.py --node real, as `make demo` runs it on a machine that can."""
         workdir = self.workdir / "demo"
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(REPO_ROOT / "hack" / "demo.py"),
-                "--node",
-                "real",
-                "--workdir",
-                str(workdir),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+        argv = [
+            sys.executable,
+            str(REPO_ROOT / "hack" / "demo.py"),
+            "--node",
+            "real",
+            "--workdir",
+            str(workdir),
+        ]
+        self._demo_process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        try:
+            output, _ = self._demo_process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            self._demo_process.terminate()  # the demo tears itself down on SIGTERM
+            output, _ = self._demo_process.communicate(timeout=120)
         summary_file = workdir / "summary.json"
         return {
-            "exit code": result.returncode,
+            "exit code": self._demo_process.returncode,
             "seconds": round(time.monotonic() - started, 1),
-            "output": (result.stdout + result.stderr)[-5000:],
+            "output": output[-5000:],
             "summary": json.loads(summary_file.read_text()) if summary_file.exists() else None,
             "state file left": (workdir / "demo-state.json").exists(),
             "leftovers": leftovers(workdir / "real" / "node"),

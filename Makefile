@@ -112,7 +112,7 @@ node-down: venv ## Stop the real node and remove its mounts, network, iptables c
 	@PYTHONPATH=tests $(PY) -m harness.node leftovers
 
 .PHONY: bench-decisions
-bench-decisions: venv ## Rollback rule vs the naive per-window rule (Flagger/Argo Rollouts): false/missed rollbacks
+bench-decisions: venv ## Rollback rule vs the naive per-window rule (Flagger/Argo Rollouts): false/missed rollbacks; shadow: paired vs unpaired test
 	@$(PY) bench/decisions.py
 
 .PHONY: bench-server

@@ -1,7 +1,9 @@
 """Simulated analyses: Vigil's rollback rules against the naive per-window rule.
 
-Two tables: the analysis before promotion (below), and weeks of watching a promoted version
-(`steady_state.py`: false rollbacks within 1, 7 and 30 days, and the delay to catch a drop).
+Three tables: the analysis before promotion (below), weeks of watching a promoted version
+(`steady_state.py`: false rollbacks within 1, 7 and 30 days, and the delay to catch a drop), and
+a shadow candidate compared with the stable release on the same labelled ids (`paired.py`: the
+paired test against an unpaired one, and the labels each needs).
 
 Each simulated rollout runs `CHECKS` checks; before each, `K` labelled predictions arrive, each
 right with probability `true accuracy`. Both rules see the same predictions:
@@ -13,9 +15,9 @@ right with probability `true accuracy`. Both rules see the same predictions:
 - naive (Flagger, Argo Rollouts): each check judges its own K predictions alone and fails when
   their accuracy is below the threshold; rollback at `FAILURE_LIMIT` consecutive fails.
 
-Run: `.venv/bin/python bench/decisions.py [--runs N] [--steady-runs M] [--seed S]` (or
-`make bench-decisions`). Prints the tables and the goals of issues 4 and 9; exits 1 when a goal
-is missed.
+Run: `.venv/bin/python bench/decisions.py [--runs N] [--steady-runs M] [--paired-runs P] [--seed S]`
+(or `make bench-decisions`). Prints the tables and the goals of issues 4, 9 and 14; exits 1 when a
+goal is missed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import paired
 import steady_state
 
 from vigil_operator.analysis import Criteria, Measurement, Streaks, Verdict, judge, next_streaks
@@ -249,6 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=steady_state.DEFAULT_RUNS,
         help="simulated promoted models per cell of the steady-state table (0 skips it)",
     )
+    parser.add_argument(
+        "--paired-runs",
+        type=int,
+        default=paired.DEFAULT_RUNS,
+        help="simulated shadow candidates per row of the paired table (0 skips it)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed")
     parser.add_argument(
         "--confidence",
@@ -259,8 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
-    if args.steady_runs < 0:
-        parser.error("--steady-runs must be >= 0")
+    if args.steady_runs < 0 or args.paired_runs < 0:
+        parser.error("--steady-runs and --paired-runs must be >= 0")
 
     if not 0.0 < args.confidence < 1.0:
         parser.error("--confidence must be in (0, 1)")
@@ -283,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.steady_runs:
         results += steady(args.steady_runs, args.seed)
+    if args.paired_runs:
+        results += shadow(args.paired_runs, args.seed)
     return 0 if all(g.met for g in results) else 1
 
 
@@ -323,6 +334,62 @@ def steady(runs: int, seed: int) -> list[Goal]:
         + "; ".join(f"{g.description}: {'PASS' if g.met else 'FAIL'} ({g.detail})" for g in results)
     )
     return results
+
+
+def shadow(runs: int, seed: int) -> list[Goal]:
+    """Print the paired-vs-unpaired table; return issue 14's goals."""
+    horizon = paired.MAX_CHECKS * paired.LABELS_PER_CHECK
+    print()
+    print(
+        f"Shadow: {runs} simulated candidates per row, seed {seed}; stable accuracy "
+        f"{paired.STABLE_ACCURACY:.2f}, margin {paired.MARGIN:g}, confidence {paired.CONFIDENCE:g}, "
+        f"{paired.LABELS_PER_CHECK} new labelled ids per check, up to {paired.MAX_CHECKS} checks "
+        f"({horizon:,} ids); {paired.SUCCESS_LIMIT} passes in a row accept, {paired.FAILURE_LIMIT} fails "
+        "in a row reject"
+    )
+    print("paired: McNemar's exact test on the disagreements (spec.strategy.shadow);")
+    print("unpaired: Newcombe's two-proportion interval on the same ids, ignoring the pairing;")
+    print(
+        f"error correlation: of the two models' right/wrong indicators (assumed {paired.ASSUMED_CORRELATION})"
+    )
+    print()
+    rows = paired.simulate(runs, seed)
+    print(paired.render(rows))
+    print()
+    results = paired_goals(rows)
+    print(
+        f"Goals of the shadow comparison (error correlation {paired.ASSUMED_CORRELATION}): "
+        + "; ".join(f"{g.description}: {'PASS' if g.met else 'FAIL'} ({g.detail})" for g in results)
+    )
+    return results
+
+
+def paired_goals(rows: Sequence[paired.PairedRow]) -> list[Goal]:
+    """Issue 14's goals at the assumed correlation of the two models' errors."""
+    by_key = {(row.correlation, row.difference): row for row in rows}
+    equal = by_key[(paired.ASSUMED_CORRELATION, 0.0)]
+    worse = by_key[(paired.ASSUMED_CORRELATION, -0.02)]
+    horizon = paired.MAX_CHECKS * paired.LABELS_PER_CHECK
+    worse_paired = worse.results["paired"]
+    return [
+        Goal(
+            "false rejections at equal accuracy <= 1%",
+            equal.results["paired"].rejected <= 0.01,
+            f"paired {_percent(equal.results['paired'].rejected)}, "
+            f"unpaired {_percent(equal.results['unpaired'].rejected)}",
+        ),
+        Goal(
+            f"a candidate 0.02 worse rejected within {horizon:,} labelled ids >= 99%",
+            worse_paired.rejected >= 0.99,
+            f"paired {_percent(worse_paired.rejected)}, 99% of them by {worse_paired.p99_labels:,.0f} ids",
+        ),
+        Goal(
+            "the paired test needs fewer labels than the unpaired one (median)",
+            min(equal.labels_ratio, worse.labels_ratio) > 1.0,
+            f"unpaired/paired {equal.labels_ratio:.2f}x at equal accuracy, "
+            f"{worse.labels_ratio:.2f}x at 0.02 worse",
+        ),
+    ]
 
 
 def _median(values: list[int]) -> float | None:

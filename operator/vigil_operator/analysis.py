@@ -22,15 +22,22 @@ evidence every interval, and every look is another chance for noise to cross a b
 half of the error budget pays for those repeated looks. With the one-sided reading (each bound at
 95%) `bench/decisions.py` rolls back about 1.4% of models whose true accuracy is 0.91 (goal: 1%);
 with this one, 0.5%, and bad models are caught no later. See docs/analysis.md.
+
+A shadow candidate (one that predicted the same requests as the stable release) is judged by the
+same gate on its own labels and, besides, by the paired comparison (`judge_paired`): on the ids
+labelled for both, it must not be worse than the stable release by more than a margin. Only the
+pairs where the two disagree carry evidence (McNemar's exact test); `judge_shadow` combines both.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import cache
 from statistics import NormalDist
+
+from vigil_operator.exact import clopper_pearson
 
 
 class Verdict(enum.StrEnum):
@@ -50,6 +57,33 @@ class Measurement:
     correct: float | None = None  # built-in only: labelled predictions that were right
     samples: float | None = None  # built-in only: labelled predictions scored
     error: str | None = None  # unreachable, bad query, NaN, no series ...
+    paired: PairedCounts | None = None  # shadow only: the ids labelled for both candidate and stable
+
+
+@dataclass(frozen=True)
+class PairedCounts:
+    """Labelled ids that both the stable release and the candidate predicted, by who was right."""
+
+    both_right: float = 0.0
+    both_wrong: float = 0.0
+    only_stable_right: float = 0.0
+    only_candidate_right: float = 0.0
+
+    @property
+    def samples(self) -> float:
+        return self.both_right + self.both_wrong + self.only_stable_right + self.only_candidate_right
+
+    @property
+    def discordant(self) -> float:
+        """The pairs where the two disagree: the only ones that tell the versions apart."""
+        return self.only_stable_right + self.only_candidate_right
+
+    @property
+    def difference(self) -> float | None:
+        """Candidate accuracy minus stable accuracy on these ids; None without any."""
+        if self.samples == 0:
+            return None
+        return (self.only_candidate_right - self.only_stable_right) / self.samples
 
 
 @dataclass(frozen=True)
@@ -73,6 +107,22 @@ class Criteria:
 
 
 @dataclass(frozen=True)
+class ComparisonCriteria:
+    """How a shadow candidate is compared with the stable release on the same labelled ids."""
+
+    margin: float  # `spec.strategy.shadow.margin`: how far below the stable's accuracy is acceptable
+    min_samples: int
+    confidence: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.margin) and 0.0 <= self.margin < 1.0):
+            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
+        if self.min_samples < 0:
+            raise ValueError(f"min_samples must be >= 0, got {self.min_samples}")
+        _check_confidence(self.confidence)
+
+
+@dataclass(frozen=True)
 class CheckOutcome:
     """The verdict of one check, with the numbers a person needs to trust it."""
 
@@ -83,6 +133,8 @@ class CheckOutcome:
     upper: float | None
     reason: str  # one human sentence, shown in status, events and logs
     breach: bool = False  # this check alone is enough to act on (the watch's evidence crossed its limit)
+    # Shadow only: the paired comparison with the stable release (value: the accuracy difference).
+    comparison: CheckOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +203,114 @@ def judge(measurement: Measurement, criteria: Criteria) -> CheckOutcome:
     if criteria.builtin:
         return _judge_accuracy(measurement, criteria)
     return _judge_custom_query(measurement, criteria)
+
+
+# Of each bound's error budget, the share spent on the unknown rate of disagreement; the rest goes
+# to McNemar's test. The rate matters only to second order near equal accuracy, so a small share
+# suffices (docs/analysis.md, "The paired comparison").
+DISAGREEMENT_SHARE_OF_ERROR = 0.1
+
+
+def paired_difference_interval(counts: PairedCounts, confidence: float) -> tuple[float, float]:
+    """Bounds on candidate minus stable accuracy from paired counts, each one-sided at (1 + confidence) / 2.
+
+    The difference is d * (2t - 1), with d the share of ids where the two disagree and t the
+    share of those the candidate got right. Given the disagreements, the candidate's wins are
+    binomial in t: McNemar's exact test, inverted into Clopper-Pearson bounds on t. d gets exact
+    bounds of its own, and each bound on the difference takes the worst d, so it holds at its
+    level whatever d is (Berger and Boos' way of bounding a nuisance parameter). (-1, 1) with no data.
+    """
+    _check_confidence(confidence)
+    if not all(math.isfinite(count) and count >= 0 for count in astuple(counts)):
+        raise ValueError(f"paired counts must be finite and >= 0, got {counts}")
+    samples, disagreements = counts.samples, counts.discordant
+    if samples == 0:
+        return -1.0, 1.0
+    error_per_bound = (1.0 - confidence) / 2.0
+    disagreement_error = error_per_bound * DISAGREEMENT_SHARE_OF_ERROR
+    fewest, most = clopper_pearson(disagreements, samples, disagreement_error)
+    if disagreements == 0:
+        won_low, won_high = 0.0, 1.0
+    else:
+        won_low, won_high = clopper_pearson(
+            counts.only_candidate_right, disagreements, error_per_bound - disagreement_error
+        )
+    lower = (2.0 * won_low - 1.0) * (most if won_low < 0.5 else fewest)
+    upper = (2.0 * won_high - 1.0) * (most if won_high > 0.5 else fewest)
+    return lower, upper
+
+
+def judge_paired(counts: PairedCounts | None, criteria: ComparisonCriteria) -> CheckOutcome:
+    """The paired verdict: is the candidate at most `margin` worse than the stable release?
+
+    Like the Wilson gate, with the difference in accuracy instead of the accuracy and minus the
+    margin instead of the threshold: FAIL when the whole interval lies below -margin, PASS when it
+    lies at or above, INCONCLUSIVE in between or before `min_samples` ids are labelled for both.
+    """
+    if counts is None:
+        return _error("no paired counts: the ids labelled for both versions were not measured")
+    try:
+        lower, upper = paired_difference_interval(counts, criteria.confidence)
+    except ValueError as error:
+        return _error(f"unusable paired counts: {error}")
+    samples, difference = counts.samples, counts.difference
+    if samples == 0 or difference is None:
+        reason = "no ids labelled for both the candidate and the stable release yet, so no verdict"
+        return CheckOutcome(Verdict.INCONCLUSIVE, None, 0.0, None, None, reason)
+    difference_seen = (
+        f"candidate minus stable accuracy {difference:+.4f} "
+        f"({criteria.confidence * 100:g}% interval {lower:+.4f} to {upper:+.4f})"
+    )
+    margin = f"-{criteria.margin:g}" if criteria.margin else "0"
+    over = f"over {samples:.0f} ids labelled for both ({counts.discordant:.0f} where they disagree)"
+    if samples < criteria.min_samples:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"only {samples:.0f} ids labelled for both, {criteria.min_samples} needed before a verdict "
+            f"(candidate minus stable accuracy so far {difference:+.4f})"
+        )
+    elif upper < -criteria.margin:
+        verdict = Verdict.FAIL
+        reason = f"{difference_seen} < margin {margin} {over}: worse than the stable release"
+    elif lower >= -criteria.margin:
+        verdict = Verdict.PASS
+        reason = f"{difference_seen} >= margin {margin} {over}"
+    else:
+        verdict = Verdict.INCONCLUSIVE
+        reason = f"{difference_seen} too close to margin {margin} to tell {over}"
+    return CheckOutcome(verdict, difference, samples, lower, upper, reason)
+
+
+def judge_shadow(
+    measurement: Measurement, criteria: Criteria, comparison: ComparisonCriteria
+) -> CheckOutcome:
+    """A shadow candidate's check: the threshold on its own labels and the margin against the stable.
+
+    Either rule failing fails the check (each is evidence enough, and rejecting a shadow costs no
+    user anything); otherwise an error in either is an ERROR (never a rejection); it passes only
+    when both pass. The outcome carries the candidate's accuracy, with the paired verdict inside.
+    """
+    absolute = judge(measurement, criteria)
+    paired = judge_paired(measurement.paired, comparison) if measurement.error is None else absolute
+    verdicts = {absolute.verdict, paired.verdict}
+    if Verdict.FAIL in verdicts:
+        verdict = Verdict.FAIL
+    elif Verdict.ERROR in verdicts:
+        verdict = Verdict.ERROR
+    elif verdicts == {Verdict.PASS}:
+        verdict = Verdict.PASS
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    reason = absolute.reason if paired is absolute else f"{absolute.reason}; paired: {paired.reason}"
+    return CheckOutcome(
+        verdict,
+        absolute.value,
+        absolute.samples,
+        absolute.lower,
+        absolute.upper,
+        reason,
+        comparison=None if paired is absolute else paired,
+    )
 
 
 def next_streaks(previous: Streaks, verdict: Verdict) -> Streaks:

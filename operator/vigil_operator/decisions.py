@@ -25,11 +25,12 @@ from vigil_operator.analysis import (
     Verdict,
     WatchState,
     judge,
+    judge_shadow,
     next_streaks,
     watch,
 )
 from vigil_operator.constants import HISTORY_LIMIT
-from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.releases import AnalysisSpec, Release, StrategySpec
 
 
 class Phase(enum.StrEnum):
@@ -140,6 +141,7 @@ class Inputs:
     query: str = ""  # the rendered query of `measurement`
     action: Action | None = None
     progress_deadline_seconds: float = 600.0  # from rolloutStartedAt, whatever the Deployment says
+    strategy: StrategySpec = field(default_factory=StrategySpec)  # how the candidate reaches requests
 
 
 @dataclass(frozen=True)
@@ -173,12 +175,14 @@ class QueryPlan:
     Before promotion (`cumulative`), every labelled prediction since the version started
     serving. After promotion, the built-in metric counts the labelled predictions since the
     previous check (disjoint ranges, each prediction counted once, fed to the watch rule),
-    while a custom query keeps reading its `window`.
+    while a custom query keeps reading its `window`. A shadow candidate's check (`paired_with`
+    names the stable version) also reads the paired counts over the same range.
     """
 
     cumulative: bool
     range_seconds: float  # built-in metric: count labelled predictions over exactly this range
     window_seconds: float  # a custom query's {{window}}
+    paired_with: str | None = None  # shadow: the stable version whose paired counts are read too
 
 
 ROLLOUT_POLL_SECONDS = 2.0
@@ -377,12 +381,22 @@ def _next_step(facts: Facts) -> str:
 
 
 def judge_check(
-    measurement: Measurement, analysis: AnalysisSpec, facts: Facts, plan: QueryPlan
+    measurement: Measurement,
+    analysis: AnalysisSpec,
+    facts: Facts,
+    plan: QueryPlan,
+    strategy: StrategySpec | None = None,
 ) -> tuple[CheckOutcome, WatchState]:
     """The rule for this check: the Wilson gate before promotion, the CUSUM watch after it.
 
-    A custom query has no counts to accumulate, so it is judged on its own value in both phases.
+    A shadow candidate must pass the gate and the paired comparison with the stable release
+    (`strategy.shadow_margin`); with a custom query, its value stands in for the gate. A custom
+    query has no counts to accumulate, so it is judged on its own value in both phases.
     """
+    if plan.paired_with is not None:
+        margin = (strategy or StrategySpec()).shadow_margin
+        comparison = analysis.comparison_criteria(margin)
+        return judge_shadow(measurement, analysis.criteria, comparison), facts.watch
     if plan.cumulative or not analysis.builtin:
         return judge(measurement, analysis.criteria), facts.watch
     return watch(measurement, analysis.watch_params, facts.watch, plan.range_seconds)
@@ -392,7 +406,7 @@ def _apply_check(
     inputs: Inputs, facts: Facts, measurement: Measurement, plan: QueryPlan
 ) -> tuple[Facts, tuple[Event, ...]]:
     analysis = inputs.analysis
-    check, watch_state = judge_check(measurement, analysis, facts, plan)
+    check, watch_state = judge_check(measurement, analysis, facts, plan, inputs.strategy)
     was_unavailable = metrics_unavailable(facts, analysis)
     streaks = next_streaks(facts.streaks, check.verdict)
     record = CheckRecord(

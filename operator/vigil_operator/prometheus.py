@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from vigil_operator.analysis import Measurement
+from vigil_operator.analysis import Measurement, PairedCounts
 from vigil_operator.diagnosis import SeriesEvidence, diagnose
-from vigil_operator.queries import SERIES_LABEL, Target, no_series_query
+from vigil_operator.queries import OUTCOME_LABEL, SERIES_LABEL, PairedOutcome, Target, no_series_query
 from vigil_operator.status import to_timestamp
 from vigil_operator.text import bounded
 
@@ -311,6 +311,31 @@ def accuracy_measurement(data: dict[str, Any]) -> Measurement:
     total = _number(counts["total"])
     correct = _number(counts.get("correct", 0.0))
     return Measurement(value=correct / total if total > 0 else None, correct=correct, samples=total)
+
+
+def paired_counts(data: dict[str, Any]) -> PairedCounts:
+    """The four paired counts from `queries.paired_comparison_query`'s series (one per outcome).
+
+    No series at all means no paired counter was scraped (mirroring off, or not scraped): an
+    error, never a count of 0. An outcome missing beside the others counts 0.
+    """
+    counts = {
+        item.get("metric", {}).get(OUTCOME_LABEL): _number(item["value"][1])
+        for item in data.get("result", [])
+        if data.get("resultType") == "vector"
+    }
+    known = {outcome.value for outcome in PairedOutcome}
+    if not known & counts.keys():
+        raise PrometheusError(
+            "no paired feedback series for this candidate and stable version: does the stable "
+            "release mirror requests to it, and does Prometheus scrape the candidate?"
+        )
+    return PairedCounts(
+        both_right=counts.get(PairedOutcome.BOTH_RIGHT, 0.0),
+        both_wrong=counts.get(PairedOutcome.BOTH_WRONG, 0.0),
+        only_stable_right=counts.get(PairedOutcome.ONLY_STABLE_RIGHT, 0.0),
+        only_candidate_right=counts.get(PairedOutcome.ONLY_CANDIDATE_RIGHT, 0.0),
+    )
 
 
 def single_value_measurement(data: dict[str, Any]) -> Measurement:

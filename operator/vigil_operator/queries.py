@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
@@ -10,6 +11,12 @@ from vigil_operator.releases import format_duration
 
 FEEDBACK_TOTAL = "vigil_model_feedback_total"
 FEEDBACK_CORRECT = "vigil_model_feedback_correct_total"
+# Shadow: ids labelled for both the candidate and the stable release, by who was right. Counted by
+# the candidate's servers (they get the stable's prediction with the mirrored request and the label
+# forwarded by id), so `version` is the candidate's own, like every other series of a server.
+PAIRED_FEEDBACK = "vigil_model_paired_feedback_total"
+STABLE_VERSION_LABEL = "stable_version"  # the version the candidate was paired with
+OUTCOME_LABEL = "outcome"
 # The built-in query returns two series told apart by this label: correct and total counts.
 SERIES_LABEL = "vigil_series"
 # What tells one model server process from another, whichever job scraped it: pod discovery
@@ -22,6 +29,19 @@ POD_IDENTITY = "namespace, pod, instance"
 # The built-in query reads two instants, not a range, so it needs no floor, and must have none:
 # back-to-back ranges would overlap and count labelled predictions twice.
 MIN_WINDOW_SECONDS = 60.0
+
+
+class PairedOutcome(enum.StrEnum):
+    """The values of `OUTCOME_LABEL`: each labelled id counts under exactly one of them.
+
+    The servers expose all four at 0 from the start, so each is always a series (the query's
+    fallback for a new pod subtracts from the lowest value, which is then 0).
+    """
+
+    BOTH_RIGHT = "both_right"
+    BOTH_WRONG = "both_wrong"
+    ONLY_STABLE_RIGHT = "only_stable_right"
+    ONLY_CANDIDATE_RIGHT = "only_candidate_right"
 
 
 @dataclass(frozen=True)
@@ -58,19 +78,41 @@ def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
     twice; a restart or lost data can only leave labels out. No `increase()`: it extrapolates, so
     counts would not be whole and back-to-back ranges would not add up to the total.
     """
-    selector = (
-        f"namespace={_quote(target.namespace)}, model={_quote(target.name)}, version={_quote(target.version)}"
-    )
     offset = format_offset(plan.range_seconds)
+    selector = _selector(target)
 
     def counted(metric: str, series: str) -> str:
-        now = f"max by ({POD_IDENTITY}) ({metric}{{{selector}}})"
-        before = f"max by ({POD_IDENTITY}) ({metric}{{{selector}}} offset {offset})"
-        lowest = f"max by ({POD_IDENTITY}) (min_over_time({metric}{{{selector}}}[{offset}]))"
-        since = f"({now} - {before}) >= 0 or ({now} - {lowest})"
+        since = _counted_once(f"{metric}{{{selector}}}", offset, POD_IDENTITY)
         return f'label_replace(sum({since}), "{SERIES_LABEL}", "{series}", "", "")'
 
     return f"{counted(FEEDBACK_CORRECT, 'correct')} or {counted(FEEDBACK_TOTAL, 'total')}"
+
+
+def paired_comparison_query(target: Target, stable_version: str, plan: QueryPlan) -> str:
+    """A shadow candidate's paired counts against `stable_version`, one series per outcome.
+
+    Counted once as in `builtin_accuracy_query` (per process, now minus the plan's range ago, or
+    minus the lowest value within it), with the outcome kept through every step; `target.version`
+    is the candidate's.
+    """
+    selector = f"{_selector(target)}, {STABLE_VERSION_LABEL}={_quote(stable_version)}"
+    offset = format_offset(plan.range_seconds)
+    since = _counted_once(f"{PAIRED_FEEDBACK}{{{selector}}}", offset, f"{POD_IDENTITY}, {OUTCOME_LABEL}")
+    return f"sum by ({OUTCOME_LABEL}) ({since})"
+
+
+def _selector(target: Target) -> str:
+    return (
+        f"namespace={_quote(target.namespace)}, model={_quote(target.name)}, version={_quote(target.version)}"
+    )
+
+
+def _counted_once(series: str, offset: str, identity: str) -> str:
+    """Per `identity`, the increase of `series` over the range `offset`, never counted twice."""
+    now = f"max by ({identity}) ({series})"
+    before = f"max by ({identity}) ({series} offset {offset})"
+    lowest = f"max by ({identity}) (min_over_time({series}[{offset}]))"
+    return f"({now} - {before}) >= 0 or ({now} - {lowest})"
 
 
 def custom_query(template: str, target: Target, plan: QueryPlan) -> str:

@@ -39,6 +39,7 @@ from vigil_operator.status import facts_from_status, status_of, to_timestamp
 from vigil_operator.text import bounded
 
 INVALID_SPEC_RETRY_SECONDS = 60.0
+STRATEGY_NOT_SUPPORTED = "StrategyNotSupported"
 CONFLICT_RETRY_SECONDS = 0.2
 DRIFT_CHANGES_SHOWN = 5  # an event message stays readable; the rest is counted
 
@@ -152,6 +153,11 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         )
     except InvalidSpec as error:
         await _report_invalid_spec(body, str(error), now)
+        return INVALID_SPEC_RETRY_SECONDS
+    unsupported = spec.strategy.unsupported_reason
+    if unsupported is not None:
+        # Never fall back to Replace: that would give the candidate the requests the spec keeps from it.
+        await _report_invalid_spec(body, unsupported, now, reason=STRATEGY_NOT_SUPPORTED)
         return INVALID_SPEC_RETRY_SECONDS
 
     facts = facts_from_status(body.get("status"))
@@ -322,7 +328,9 @@ def _count(
             metrics.PROMOTIONS.labels(namespace, name).inc()
 
 
-async def _report_invalid_spec(body: dict[str, Any], message: str, now: datetime) -> None:
+async def _report_invalid_spec(
+    body: dict[str, Any], message: str, now: datetime, reason: str = "InvalidSpec"
+) -> None:
     """A spec the CRD schema let through but the operator cannot act on: say so, change nothing."""
     message = bounded(message)
     meta = body["metadata"]
@@ -338,7 +346,7 @@ async def _report_invalid_spec(body: dict[str, Any], message: str, now: datetime
             {
                 "type": kind,
                 "status": value,
-                "reason": "InvalidSpec",
+                "reason": reason,
                 "message": message,
                 "observedGeneration": meta.get("generation", 0),
                 "lastTransitionTime": to_timestamp(now),
@@ -347,4 +355,4 @@ async def _report_invalid_spec(body: dict[str, Any], message: str, now: datetime
         ],
     )
     await kube.write_status(meta["namespace"], meta["name"], status, meta["resourceVersion"])
-    await kube.post_event(body, "InvalidSpec", message, warning=True, now=to_timestamp(now))
+    await kube.post_event(body, reason, message, warning=True, now=to_timestamp(now))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from vigil_operator.analysis import Criteria, WatchParams
+from vigil_operator.analysis import ComparisonCriteria, Criteria, WatchParams
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -93,6 +94,55 @@ class AnalysisSpec:
         """How the built-in metric watches a promoted version."""
         return WatchParams(threshold=self.threshold, drop=self.drop)
 
+    def comparison_criteria(self, margin: float) -> ComparisonCriteria:
+        """How a shadow candidate is compared with the stable release (same evidence bar as the gate)."""
+        return ComparisonCriteria(margin=margin, min_samples=self.min_samples, confidence=self.confidence)
+
+
+class StrategyType(enum.StrEnum):
+    """How a candidate reaches requests: `spec.strategy.type`."""
+
+    REPLACE = "Replace"  # the candidate takes every request while it is analysed (the default)
+    CANARY = "Canary"  # a share of the replicas runs the candidate, raised step by step
+    SHADOW = "Shadow"  # the candidate gets mirrored copies and never answers a user
+
+
+# What this operator version acts on; the others parse, and are reported instead of acted on.
+SUPPORTED_STRATEGIES = frozenset({StrategyType.REPLACE})
+DEFAULT_CANARY_STEPS = (10,)
+DEFAULT_SHADOW_MARGIN = 0.01
+MAX_CANARY_STEPS = 10
+MAX_SHADOW_MARGIN = 0.2
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """`spec.strategy`, with defaults applied (the CRD applies the same ones)."""
+
+    type: StrategyType = StrategyType.REPLACE
+    # Canary (and a Shadow followed by Canary): the candidate's share of replicas at each step, in
+    # percent, strictly increasing; after the last step passes, the candidate takes every replica.
+    canary_steps: tuple[int, ...] = DEFAULT_CANARY_STEPS
+    # Shadow: how far below the stable release's accuracy (on the same labelled ids) is acceptable.
+    shadow_margin: float = DEFAULT_SHADOW_MARGIN
+    # Shadow: what follows a passed shadow, Replace (every replica) or Canary (the canary steps).
+    after_shadow: StrategyType = StrategyType.REPLACE
+
+    @property
+    def unsupported_reason(self) -> str | None:
+        """Why this operator version cannot act on the strategy, or None when it can.
+
+        The operator reports this (condition Stalled) rather than roll the version out as Replace,
+        which would give the candidate every request that the spec meant to keep from it.
+        """
+        if self.type in SUPPORTED_STRATEGIES:
+            return None
+        supported = ", ".join(sorted(SUPPORTED_STRATEGIES))
+        return (
+            f"spec.strategy.type {self.type} is not supported by this operator version yet "
+            f"(supported: {supported}); nothing was rolled out. Use type Replace, or upgrade the operator"
+        )
+
 
 @dataclass(frozen=True)
 class ModelDeploymentSpec:
@@ -107,6 +157,7 @@ class ModelDeploymentSpec:
     pod_annotations: dict[str, str] = field(default_factory=dict)
     # The server may load a joblib/pickle file without spec.model.sha256 (loading runs its code).
     allow_unpinned_pickle: bool = False
+    strategy: StrategySpec = field(default_factory=StrategySpec)
 
 
 _T = TypeVar("_T")
@@ -166,7 +217,78 @@ def parse_spec(
         pod_labels=dict(spec.get("podLabels") or {}),
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         allow_unpinned_pickle=model.get("allowUnpinnedPickle") is True,
+        strategy=parse_strategy(spec.get("strategy")),
     )
+
+
+def parse_strategy(strategy: Any) -> StrategySpec:
+    """Typed `spec.strategy`; InvalidSpec names the field when the CRD's rules were bypassed."""
+    if strategy is None:
+        return StrategySpec()
+    if not isinstance(strategy, dict):
+        raise InvalidSpec("spec.strategy must be an object")
+    kind = _strategy_type("spec.strategy.type", strategy.get("type", StrategyType.REPLACE))
+    canary, shadow = strategy.get("canary"), strategy.get("shadow")
+    for key, value in (("canary", canary), ("shadow", shadow)):
+        if value is not None and not isinstance(value, dict):
+            raise InvalidSpec(f"spec.strategy.{key} must be an object")
+    canary, shadow = canary or {}, shadow or {}
+    after_shadow = _strategy_type("spec.strategy.shadow.next", shadow.get("next", StrategyType.REPLACE))
+    if after_shadow is StrategyType.SHADOW:
+        raise InvalidSpec("spec.strategy.shadow.next must be Replace or Canary")
+    uses_canary = kind is StrategyType.CANARY or (
+        kind is StrategyType.SHADOW and after_shadow is StrategyType.CANARY
+    )
+    if strategy.get("canary") is not None and not uses_canary:
+        raise InvalidSpec(
+            "spec.strategy.canary is set but unused: "
+            "it needs type Canary, or type Shadow with shadow.next Canary"
+        )
+    if strategy.get("shadow") is not None and kind is not StrategyType.SHADOW:
+        raise InvalidSpec("spec.strategy.shadow is set but unused: it needs type Shadow")
+    return StrategySpec(
+        type=kind,
+        canary_steps=_canary_steps(canary.get("steps")),
+        shadow_margin=_shadow_margin(shadow.get("margin", DEFAULT_SHADOW_MARGIN)),
+        after_shadow=after_shadow,
+    )
+
+
+def _strategy_type(path: str, value: Any) -> StrategyType:
+    try:
+        return StrategyType(value)
+    except ValueError:
+        allowed = ", ".join(kind.value for kind in StrategyType)
+        raise InvalidSpec(f"{path}: unknown strategy {value!r} (one of {allowed})") from None
+
+
+def _canary_steps(steps: Any) -> tuple[int, ...]:
+    """Shares of replicas in percent, strictly increasing, each in [1, 99]."""
+    if steps is None:
+        return DEFAULT_CANARY_STEPS
+    path = "spec.strategy.canary.steps"
+    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_CANARY_STEPS:
+        raise InvalidSpec(f"{path} must be a list of 1 to {MAX_CANARY_STEPS} steps")
+    shares: list[int] = []
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or "percent" not in step:
+            raise InvalidSpec(f"{path}[{index}] must be an object with percent")
+        share = step["percent"]
+        if isinstance(share, bool) or not isinstance(share, int) or not 1 <= share <= 99:
+            raise InvalidSpec(f"{path}[{index}].percent must be a whole number from 1 to 99, got {share!r}")
+        if shares and share <= shares[-1]:
+            raise InvalidSpec(f"{path}[{index}].percent must be more than the step before ({shares[-1]})")
+        shares.append(share)
+    return tuple(shares)
+
+
+def _shadow_margin(value: Any) -> float:
+    margin = _converted("spec.strategy.shadow.margin", float, value)
+    if not 0.0 <= margin <= MAX_SHADOW_MARGIN:
+        raise InvalidSpec(
+            f"spec.strategy.shadow.margin must be from 0 to {MAX_SHADOW_MARGIN:g}, got {margin:g}"
+        )
+    return margin
 
 
 def _required(data: dict[str, Any], path: str, key: str) -> Any:

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import math
+from dataclasses import astuple, replace
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from vigil_operator.analysis import (
+    DISAGREEMENT_SHARE_OF_ERROR,
     CheckOutcome,
+    ComparisonCriteria,
     Criteria,
     Measurement,
+    PairedCounts,
     Streaks,
     Verdict,
     WatchParams,
     WatchState,
     judge,
+    judge_paired,
+    judge_shadow,
     next_streaks,
+    paired_difference_interval,
     watch,
     watch_limit,
     wilson_interval,
@@ -568,3 +575,257 @@ def test_the_watch_state_is_never_negative_and_counts_every_label(
 def test_watch_params_reject_impossible_settings(drop: float, limit: float, rate: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         WatchParams(threshold=0.9, drop=drop, limit=limit, reference_rate=rate)
+
+
+# --- the paired comparison of a shadow candidate -------------------------------------------------
+
+COMPARISON = ComparisonCriteria(margin=0.01, min_samples=100, confidence=0.95)
+
+paired_counts = st.builds(
+    PairedCounts,
+    both_right=st.integers(min_value=0, max_value=50_000),
+    both_wrong=st.integers(min_value=0, max_value=5_000),
+    only_stable_right=st.integers(min_value=0, max_value=2_000),
+    only_candidate_right=st.integers(min_value=0, max_value=2_000),
+)
+
+
+def paired(both_right: int, both_wrong: int, only_stable: int, only_candidate: int) -> PairedCounts:
+    return PairedCounts(both_right, both_wrong, only_stable, only_candidate)
+
+
+def test_paired_counts_add_up_and_give_the_difference_in_accuracy() -> None:
+    counts = paired(900, 50, 30, 20)
+    assert counts.samples == 1000
+    assert counts.discordant == 50
+    stable_accuracy, candidate_accuracy = (900 + 30) / 1000, (900 + 20) / 1000
+    assert counts.difference == pytest.approx(candidate_accuracy - stable_accuracy)
+    assert PairedCounts().difference is None
+
+
+@given(paired_counts, confidences)
+def test_the_paired_interval_contains_the_observed_difference(
+    counts: PairedCounts, confidence: float
+) -> None:
+    lower, upper = paired_difference_interval(counts, confidence)
+    if counts.samples == 0:
+        assert (lower, upper) == (-1.0, 1.0)
+        return
+    assert counts.difference is not None
+    assert -1.0 <= lower <= counts.difference + 1e-12
+    assert counts.difference - 1e-12 <= upper <= 1.0
+
+
+@given(paired_counts, st.integers(min_value=1, max_value=500))
+def test_a_disagreement_won_by_the_candidate_raises_both_bounds(counts: PairedCounts, moved: int) -> None:
+    assume(counts.only_stable_right >= moved)
+    better = replace(
+        counts,
+        only_stable_right=counts.only_stable_right - moved,
+        only_candidate_right=counts.only_candidate_right + moved,
+    )
+    lower, upper = paired_difference_interval(counts, 0.95)
+    better_lower, better_upper = paired_difference_interval(better, 0.95)
+    assert better_lower >= lower - 1e-12
+    assert better_upper >= upper - 1e-12
+
+
+@given(paired_counts)
+def test_the_paired_interval_is_symmetric_in_the_two_versions(counts: PairedCounts) -> None:
+    swapped = replace(
+        counts, only_stable_right=counts.only_candidate_right, only_candidate_right=counts.only_stable_right
+    )
+    lower, upper = paired_difference_interval(counts, 0.95)
+    swapped_lower, swapped_upper = paired_difference_interval(swapped, 0.95)
+    assert lower == pytest.approx(-swapped_upper, abs=1e-9)
+    assert upper == pytest.approx(-swapped_lower, abs=1e-9)
+
+
+@given(paired_counts, st.integers(min_value=2, max_value=20))
+def test_the_paired_interval_narrows_with_more_evidence(counts: PairedCounts, factor: int) -> None:
+    assume(counts.discordant > 0)
+    more = PairedCounts(*(count * factor for count in astuple(counts)))
+    lower, upper = paired_difference_interval(counts, 0.95)
+    more_lower, more_upper = paired_difference_interval(more, 0.95)
+    assert more_upper - more_lower < upper - lower
+
+
+@given(paired_counts)
+def test_concordant_pairs_only_scale_the_disagreements_they_dilute(counts: PairedCounts) -> None:
+    """Ids both got right or both got wrong carry no evidence on which version is better."""
+    assume(counts.samples > 0)
+    lower, upper = paired_difference_interval(counts, 0.95)
+    if counts.discordant == 0:
+        assert lower < 0 < upper
+        return
+    for_the_candidate = counts.only_candidate_right >= counts.only_stable_right
+    assert (upper > 0) if for_the_candidate else (lower < 0)
+
+
+@given(st.integers(min_value=1, max_value=400), st.integers(min_value=0, max_value=400))
+def test_at_margin_zero_the_verdict_is_mcnemars_exact_test(only_stable: int, only_candidate: int) -> None:
+    """With no margin, FAIL and PASS are McNemar's one-sided exact tests at the check's level."""
+    stats = pytest.importorskip("scipy.stats")
+    counts = paired(5_000, 300, only_stable, only_candidate)
+    criteria = ComparisonCriteria(margin=0.0, min_samples=100, confidence=0.95)
+    level = 0.025 * (1 - DISAGREEMENT_SHARE_OF_ERROR)
+    disagreements = only_stable + only_candidate
+    worse = stats.binomtest(only_candidate, disagreements, 0.5, alternative="less").pvalue
+    better = stats.binomtest(only_candidate, disagreements, 0.5, alternative="greater").pvalue
+    assume(min(abs(worse - level), abs(better - level)) > 1e-6)  # not exactly at the boundary
+    verdict = judge_paired(counts, criteria).verdict
+    assert (verdict is Verdict.FAIL) == (worse <= level)
+    assert (verdict is Verdict.PASS) == (better <= level)
+
+
+def test_an_equally_good_candidate_passes_with_enough_disagreements_labelled() -> None:
+    outcome = judge_paired(paired(9_000, 500, 300, 290), COMPARISON)
+    assert outcome.verdict is Verdict.PASS
+    assert outcome.value == pytest.approx(-10 / 10_090)
+    assert outcome.samples == 10_090
+    assert outcome.lower is not None
+    assert outcome.lower >= -0.01
+    assert ">= margin -0.01 over 10090 ids labelled for both (590 where they disagree)" in outcome.reason
+
+
+def test_a_candidate_clearly_worse_than_the_margin_fails_with_the_numbers_in_the_reason() -> None:
+    outcome = judge_paired(paired(9_000, 500, 400, 150), COMPARISON)
+    assert outcome.verdict is Verdict.FAIL
+    assert outcome.upper is not None
+    assert outcome.upper < -0.01
+    assert "candidate minus stable accuracy -0.0249" in outcome.reason
+    assert "< margin -0.01" in outcome.reason
+    assert "worse than the stable release" in outcome.reason
+
+
+def test_a_candidate_worse_but_within_the_margin_is_not_failed() -> None:
+    # 0.5 points worse on 20,000 ids: clearly worse than the stable release, clearly within 0.01.
+    outcome = judge_paired(paired(18_000, 1_000, 550, 450), COMPARISON)
+    assert outcome.value == pytest.approx(-0.005)
+    assert outcome.verdict is Verdict.PASS
+
+
+def test_a_difference_near_the_margin_is_inconclusive() -> None:
+    outcome = judge_paired(paired(9_000, 500, 350, 250), COMPARISON)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert "too close to margin -0.01 to tell" in outcome.reason
+
+
+def test_no_disagreement_on_few_ids_is_not_yet_proof() -> None:
+    """The rate of disagreement is bounded too: 0 of 100 does not show that it is below the margin."""
+    outcome = judge_paired(paired(95, 5, 0, 0), COMPARISON)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert judge_paired(paired(1_900, 100, 0, 0), COMPARISON).verdict is Verdict.PASS
+
+
+def test_fewer_paired_ids_than_min_samples_is_inconclusive_even_when_the_candidate_loses_all() -> None:
+    outcome = judge_paired(paired(40, 5, 40, 0), COMPARISON)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert "only 85 ids labelled for both, 100 needed" in outcome.reason
+
+
+def test_no_paired_ids_is_inconclusive() -> None:
+    outcome = judge_paired(PairedCounts(), COMPARISON)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert outcome.value is None
+
+
+@pytest.mark.parametrize(
+    ("counts", "reason_part"),
+    [
+        (None, "no paired counts"),
+        (PairedCounts(both_right=-1.0), "unusable paired counts"),
+        (PairedCounts(only_stable_right=math.inf), "unusable paired counts"),
+        (PairedCounts(both_wrong=math.nan), "unusable paired counts"),
+    ],
+)
+def test_unusable_paired_counts_are_errors(counts: PairedCounts | None, reason_part: str) -> None:
+    outcome = judge_paired(counts, COMPARISON)
+    assert outcome.verdict is Verdict.ERROR
+    assert reason_part in outcome.reason
+
+
+@given(paired_counts, st.floats(min_value=0.0, max_value=0.2))
+def test_paired_verdicts_agree_with_the_interval_and_the_margin(counts: PairedCounts, margin: float) -> None:
+    criteria = ComparisonCriteria(margin=margin, min_samples=100, confidence=0.95)
+    outcome = judge_paired(counts, criteria)
+    if counts.samples < 100:
+        assert outcome.verdict is Verdict.INCONCLUSIVE
+        return
+    assert outcome.lower is not None
+    assert outcome.upper is not None
+    expected = (
+        Verdict.FAIL
+        if outcome.upper < -margin
+        else Verdict.PASS
+        if outcome.lower >= -margin
+        else Verdict.INCONCLUSIVE
+    )
+    assert outcome.verdict is expected
+
+
+@given(paired_counts, st.floats(min_value=0.0, max_value=0.1), st.floats(min_value=0.0, max_value=0.1))
+def test_a_wider_margin_never_turns_a_pass_into_a_fail(
+    counts: PairedCounts, first: float, second: float
+) -> None:
+    narrow, wide = sorted((first, second))
+    order = {Verdict.FAIL: 0, Verdict.INCONCLUSIVE: 1, Verdict.PASS: 2}
+    narrow_verdict = judge_paired(counts, ComparisonCriteria(narrow, 100, 0.95)).verdict
+    wide_verdict = judge_paired(counts, ComparisonCriteria(wide, 100, 0.95)).verdict
+    assert order[wide_verdict] >= order[narrow_verdict]
+
+
+@pytest.mark.parametrize(
+    ("margin", "min_samples", "confidence"),
+    [(-0.01, 100, 0.95), (1.0, 100, 0.95), (math.nan, 100, 0.95), (0.01, -1, 0.95), (0.01, 100, 1.0)],
+)
+def test_comparison_criteria_reject_impossible_settings(
+    margin: float, min_samples: int, confidence: float
+) -> None:
+    with pytest.raises(ValueError, match=r"margin|min_samples|confidence"):
+        ComparisonCriteria(margin=margin, min_samples=min_samples, confidence=confidence)
+
+
+# --- a shadow check: the threshold and the margin -------------------------------------------------
+
+GOOD_OWN_LABELS = {"value": 0.97, "correct": 970.0, "samples": 1000.0}
+BAD_OWN_LABELS = {"value": 0.80, "correct": 800.0, "samples": 1000.0}
+EQUAL = paired(9_000, 500, 300, 290)
+WORSE = paired(9_000, 500, 400, 150)
+CLOSE = paired(9_000, 500, 350, 250)
+
+
+@pytest.mark.parametrize(
+    ("own", "counts", "expected"),
+    [
+        (GOOD_OWN_LABELS, EQUAL, Verdict.PASS),  # both rules pass
+        (GOOD_OWN_LABELS, WORSE, Verdict.FAIL),  # above the threshold, but worse than the stable
+        (BAD_OWN_LABELS, EQUAL, Verdict.FAIL),  # as good as the stable, but below the threshold
+        (GOOD_OWN_LABELS, CLOSE, Verdict.INCONCLUSIVE),  # one rule cannot tell yet
+        (GOOD_OWN_LABELS, None, Verdict.ERROR),  # the paired counts are missing
+        (BAD_OWN_LABELS, None, Verdict.FAIL),  # the threshold alone is evidence enough
+        ({"value": 0.9, "correct": 36.0, "samples": 40.0}, EQUAL, Verdict.INCONCLUSIVE),  # min_samples
+    ],
+)
+def test_a_shadow_check_needs_both_rules_to_pass_and_fails_on_either(
+    own: dict[str, float], counts: PairedCounts | None, expected: Verdict
+) -> None:
+    outcome = judge_shadow(Measurement(**own, paired=counts), ACCURACY, COMPARISON)
+    assert outcome.verdict is expected
+    assert outcome.value == own["value"]  # the candidate's own accuracy, as status shows it
+    assert outcome.comparison is not None
+    assert outcome.comparison.verdict is judge_paired(counts, COMPARISON).verdict
+    assert outcome.reason.endswith(outcome.comparison.reason)
+
+
+def test_a_shadow_check_that_could_not_measure_is_one_error() -> None:
+    outcome = judge_shadow(Measurement(error="connection refused", paired=EQUAL), ACCURACY, COMPARISON)
+    assert outcome.verdict is Verdict.ERROR
+    assert outcome.comparison is None
+    assert outcome.reason == "metrics unavailable: connection refused"
+
+
+def test_a_shadow_check_with_a_custom_query_compares_its_value_and_the_pairs() -> None:
+    outcome = judge_shadow(Measurement(value=0.95, paired=WORSE), CUSTOM, COMPARISON)
+    assert outcome.verdict is Verdict.FAIL
+    assert outcome.value == 0.95

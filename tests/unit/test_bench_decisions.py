@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import decisions
 import numpy as np
+import paired
 import pytest
 import steady_state
 
-from vigil_operator.analysis import Measurement, WatchParams, WatchState, watch
+from vigil_operator.analysis import (
+    ComparisonCriteria,
+    Measurement,
+    PairedCounts,
+    WatchParams,
+    WatchState,
+    judge_paired,
+    paired_difference_interval,
+    watch,
+)
 
 RUNS = 300
 
@@ -70,7 +80,7 @@ def test_cells_are_reproducible_and_independent_of_the_others(cells: list[decisi
 
 
 def test_main_prints_the_table_and_the_goals(capsys: pytest.CaptureFixture[str]) -> None:
-    exit_code = decisions.main(["--runs", "200", "--seed", "5", "--steady-runs", "0"])
+    exit_code = decisions.main(["--runs", "200", "--seed", "5", "--steady-runs", "0", "--paired-runs", "0"])
     output = capsys.readouterr().out
     table_rows = [line for line in output.splitlines() if line.startswith("| ")]
     expected_rows = 1 + len(decisions.TRUE_ACCURACIES) * len(decisions.PREDICTIONS_PER_CHECK)
@@ -146,3 +156,84 @@ def test_a_drop_is_caught_by_our_watch_with_its_delay() -> None:
     assert cell.p95_minutes["ours"] >= cell.median_minutes["ours"]
     table = steady_state.render_delays([cell])
     assert "| 100 | 0.80 |" in table
+
+
+# --- a shadow candidate against the stable release (paired.py) ------------------------------------
+
+
+def test_the_vectorised_paired_bounds_are_the_real_ones() -> None:
+    rng = np.random.default_rng(5)
+    samples = rng.integers(1, 20_000, 300).astype(float)
+    only_stable = np.floor(samples * rng.uniform(0, 0.1, 300))
+    only_candidate = np.floor(samples * rng.uniform(0, 0.1, 300))
+    only_candidate[:20] = 0  # no disagreement won by the candidate
+    only_stable[10:30] = 0
+    lower, upper = paired.paired_bounds(only_stable, only_candidate, samples, paired.CONFIDENCE)
+    verdicts = paired.verdicts(lower, upper, samples, paired.MARGIN)
+    criteria = ComparisonCriteria(paired.MARGIN, paired.MIN_SAMPLES, paired.CONFIDENCE)
+    expected = {"pass": 1, "fail": -1, "inconclusive": 0}
+    for run in range(300):
+        both_right = samples[run] - only_stable[run] - only_candidate[run]
+        counts = PairedCounts(both_right, 0.0, only_stable[run], only_candidate[run])
+        assert (lower[run], upper[run]) == pytest.approx(
+            paired_difference_interval(counts, paired.CONFIDENCE), abs=1e-9
+        )
+        assert verdicts[run] == expected[judge_paired(counts, criteria).verdict.value]
+
+
+def test_the_cells_have_the_stated_accuracies_and_error_correlation() -> None:
+    cells = paired.cell_probabilities(0.92, 0.90, 0.6)
+    both_right, _, only_stable, only_candidate = cells
+    assert cells.sum() == pytest.approx(1.0)
+    assert both_right + only_stable == pytest.approx(0.92)
+    assert both_right + only_candidate == pytest.approx(0.90)
+    covariance = both_right - 0.92 * 0.90
+    assert covariance / np.sqrt(0.92 * 0.08 * 0.90 * 0.10) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="no joint distribution"):
+        paired.cell_probabilities(0.92, 0.5, 0.99)
+
+
+def test_streaks_decide_once_and_inconclusive_checks_keep_them() -> None:
+    verdict = np.array([[1, -1, 0], [0, -1, 1], [1, 1, 1], [1, -1, 1], [-1, -1, 1]])
+    decided_at, decision = paired.first_decisions(verdict)
+    assert decided_at.tolist() == [4, 0, 4]
+    assert decision.tolist() == [1, 0, 1]
+
+
+@pytest.fixture(scope="module")
+def shadow_rows() -> list[paired.PairedRow]:
+    return paired.simulate(300, seed=3, correlations=(0.0, 0.8), max_checks=150)
+
+
+def row(rows: list[paired.PairedRow], correlation: float, difference: float) -> paired.PairedRow:
+    return next(r for r in rows if (r.correlation, r.difference) == (correlation, difference))
+
+
+def test_an_equally_good_candidate_is_accepted_and_a_worse_one_rejected(
+    shadow_rows: list[paired.PairedRow],
+) -> None:
+    for correlation in (0.0, 0.8):
+        assert row(shadow_rows, correlation, 0.0).results["paired"].accepted >= 0.98
+        assert row(shadow_rows, correlation, -0.02).results["paired"].rejected >= 0.98
+
+
+def test_pairing_saves_labels_when_the_models_share_their_errors(shadow_rows: list[paired.PairedRow]) -> None:
+    correlated, independent = row(shadow_rows, 0.8, -0.02), row(shadow_rows, 0.0, -0.02)
+    assert correlated.discordance < independent.discordance
+    assert correlated.labels_ratio > 1.5
+    assert correlated.labels_ratio > independent.labels_ratio
+    table = paired.render(shadow_rows)
+    assert "| 0.8 | 3.4% | -0.02 | not rejected |" in table
+
+
+def test_main_prints_the_shadow_table_and_its_goals(capsys: pytest.CaptureFixture[str]) -> None:
+    exit_code = decisions.main(["--runs", "20", "--steady-runs", "0", "--paired-runs", "200", "--seed", "2"])
+    output = capsys.readouterr().out
+    paired_rows = [
+        line for line in output.splitlines() if line.count("|") == 12 and "%" in line and "99%" not in line
+    ]
+    assert len(paired_rows) == len(paired.CORRELATIONS) * len(paired.DIFFERENCES)
+    goal_line = next(line for line in output.splitlines() if line.startswith("Goals of the shadow"))
+    assert goal_line.count("PASS") + goal_line.count("FAIL") == 3
+    assert "within 50,000 labelled ids" in goal_line
+    assert exit_code in (0, 1)

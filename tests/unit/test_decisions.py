@@ -33,7 +33,7 @@ from unit.scenario import (
     v2_stable,
 )
 
-from vigil_operator.analysis import Measurement, Streaks, Verdict, WatchState, judge
+from vigil_operator.analysis import Measurement, PairedCounts, Streaks, Verdict, WatchState, judge
 from vigil_operator.constants import HISTORY_LIMIT
 from vigil_operator.decisions import (
     ROLLOUT_POLL_SECONDS,
@@ -47,12 +47,14 @@ from vigil_operator.decisions import (
     Reason,
     check_due,
     decide,
+    judge_check,
     metrics_unavailable,
     phase_of,
     record_apply,
     release_id,
     watching,
 )
+from vigil_operator.releases import StrategySpec, StrategyType
 from vigil_operator.status import conditions_of
 
 IDLE_REQUEUE_SECONDS = 300.0
@@ -1242,3 +1244,51 @@ def test_labels_of_a_check_without_data_are_counted_by_the_next_one() -> None:
     assert plan.range_seconds == 2 * ANALYSIS.interval
     scenario.check(labelled(0.95, 20))
     assert scenario.facts.counted_until == scenario.now
+
+
+# --- a shadow candidate's check (judge_check with a paired plan) ---------------------------------
+
+SHADOW = StrategySpec(type=StrategyType.SHADOW, shadow_margin=0.01)
+SHADOW_PLAN = QueryPlan(cumulative=True, range_seconds=600.0, window_seconds=600.0, paired_with="v1")
+AS_GOOD = PairedCounts(both_right=9_000, both_wrong=500, only_stable_right=300, only_candidate_right=290)
+TWO_POINTS_WORSE = PairedCounts(
+    both_right=9_000, both_wrong=500, only_stable_right=400, only_candidate_right=150
+)
+
+
+def test_a_shadow_check_passes_the_gate_and_the_paired_comparison() -> None:
+    measurement = replace(passing(samples=10_090), paired=AS_GOOD)
+    outcome, watch_state = judge_check(measurement, ANALYSIS, Facts(), SHADOW_PLAN, SHADOW)
+    assert outcome.verdict is Verdict.PASS
+    assert outcome.comparison is not None
+    assert outcome.comparison.verdict is Verdict.PASS
+    assert watch_state == Facts().watch
+
+
+def test_a_shadow_candidate_above_the_threshold_but_worse_than_the_stable_fails() -> None:
+    measurement = replace(passing(samples=10_050), paired=TWO_POINTS_WORSE)
+    outcome, _ = judge_check(measurement, ANALYSIS, Facts(), SHADOW_PLAN, SHADOW)
+    assert outcome.verdict is Verdict.FAIL
+    assert "paired: candidate minus stable accuracy -0.0249" in outcome.reason
+
+
+def test_the_margin_comes_from_the_strategy() -> None:
+    measurement = replace(passing(samples=10_050), paired=TWO_POINTS_WORSE)
+    lenient = replace(SHADOW, shadow_margin=0.05)
+    outcome, _ = judge_check(measurement, ANALYSIS, Facts(), SHADOW_PLAN, lenient)
+    assert outcome.verdict is Verdict.PASS
+
+
+def test_without_a_paired_plan_a_check_is_judged_as_before_whatever_the_measurement_carries() -> None:
+    plan = replace(SHADOW_PLAN, paired_with=None)
+    measurement = replace(passing(samples=10_050), paired=TWO_POINTS_WORSE)
+    outcome, _ = judge_check(measurement, ANALYSIS, Facts(), plan, SHADOW)
+    assert outcome == judge(measurement, ANALYSIS.criteria)
+    assert outcome.comparison is None
+
+
+def test_replace_rounds_never_plan_a_paired_check() -> None:
+    scenario = v2_analysing()
+    plan = check_due(scenario.facts, ANALYSIS, scenario.next_check_at())
+    assert plan is not None
+    assert plan.paired_with is None

@@ -11,6 +11,7 @@ import time
 import pytest
 from aiohttp import web
 
+from vigil_operator.analysis import PairedCounts
 from vigil_operator.prometheus import (
     AccessPolicy,
     PrometheusAccess,
@@ -23,6 +24,7 @@ from vigil_operator.prometheus import (
     close,
     decode_secret,
     measure,
+    paired_counts,
     single_value_measurement,
 )
 from vigil_operator.text import MESSAGE_LIMIT, bounded
@@ -372,3 +374,41 @@ def test_messages_are_bounded() -> None:
     assert len(cut) == MESSAGE_LIMIT
     assert cut.endswith("(cut, 100000 characters in all)")
     assert len(bounded("y" * 5000, 1024)) == 1024
+
+
+def _outcomes(*series: tuple[str, str]) -> dict:
+    return {
+        "resultType": "vector",
+        "result": [{"metric": {"outcome": name}, "value": [0, value]} for name, value in series],
+    }
+
+
+def test_the_paired_answer_gives_the_four_counts() -> None:
+    counts = paired_counts(
+        _outcomes(
+            ("both_right", "900"),
+            ("both_wrong", "50"),
+            ("only_stable_right", "30"),
+            ("only_candidate_right", "20"),
+        )
+    )
+    assert counts == PairedCounts(
+        both_right=900, both_wrong=50, only_stable_right=30, only_candidate_right=20
+    )
+
+
+def test_a_paired_outcome_missing_beside_the_others_counts_zero() -> None:
+    counts = paired_counts(_outcomes(("both_right", "100"), ("only_stable_right", "3")))
+    assert counts == PairedCounts(both_right=100, only_stable_right=3)
+
+
+def test_no_paired_series_is_an_error_not_zero() -> None:
+    with pytest.raises(PrometheusError, match="no paired feedback series"):
+        paired_counts(_outcomes())
+    with pytest.raises(PrometheusError, match="no paired feedback series"):
+        paired_counts(_outcomes(("something_else", "4")))
+
+
+def test_a_paired_count_that_is_not_a_number_is_an_error() -> None:
+    with pytest.raises(PrometheusError, match="returned nan"):
+        paired_counts(_outcomes(("both_right", "NaN")))

@@ -9,10 +9,13 @@ import pytest
 from vigil_operator.decisions import QueryPlan
 from vigil_operator.queries import (
     MIN_WINDOW_SECONDS,
+    PAIRED_FEEDBACK,
+    PairedOutcome,
     Target,
     builtin_accuracy_query,
     custom_query,
     format_offset,
+    paired_comparison_query,
 )
 
 IRIS = Target(name="iris", namespace="ml", version="v2")
@@ -112,3 +115,42 @@ def test_a_custom_query_window_is_floored_so_range_functions_see_several_scrapes
 def test_a_custom_query_without_placeholders_or_with_unknown_ones_is_left_alone() -> None:
     assert custom_query("vector(0.95)", IRIS, WATCH) == "vector(0.95)"
     assert custom_query("x{a='{{team}}'}", IRIS, WATCH) == "x{a='{{team}}'}"
+
+
+# --- the paired counts of a shadow candidate -----------------------------------------------------
+
+
+def test_the_paired_query_counts_each_outcome_once_per_pod_over_the_range() -> None:
+    series = (
+        'vigil_model_paired_feedback_total{namespace="ml", model="iris", version="v2", stable_version="v1"}'
+    )
+    identity = "namespace, pod, instance, outcome"
+    now = f"max by ({identity}) ({series})"
+    before = f"max by ({identity}) ({series} offset 95s)"
+    lowest = f"max by ({identity}) (min_over_time({series}[95s]))"
+    assert paired_comparison_query(IRIS, "v1", CUMULATIVE) == (
+        f"sum by (outcome) (({now} - {before}) >= 0 or ({now} - {lowest}))"
+    )
+
+
+def test_the_paired_query_reads_exactly_the_plans_range_without_extrapolating() -> None:
+    query = paired_comparison_query(IRIS, "v1", QueryPlan(False, 30.25, 300.0))
+    assert query.count("offset 30250ms") == 1
+    assert query.count("[30250ms]") == 1
+    assert "increase(" not in query
+    assert "rate(" not in query
+
+
+def test_the_paired_query_quotes_the_stable_version() -> None:
+    query = paired_comparison_query(IRIS, 'v1"} or vector(1) #', CUMULATIVE)
+    assert 'stable_version="v1\\"} or vector(1) #"' in query
+
+
+def test_the_paired_outcomes_are_the_four_cells_of_mcnemars_table() -> None:
+    assert {outcome.value for outcome in PairedOutcome} == {
+        "both_right",
+        "both_wrong",
+        "only_stable_right",
+        "only_candidate_right",
+    }
+    assert PAIRED_FEEDBACK.endswith("_total")  # a counter

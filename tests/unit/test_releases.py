@@ -9,10 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vigil_operator.releases import (
+    DEFAULT_CANARY_STEPS,
+    DEFAULT_SHADOW_MARGIN,
     AnalysisSpec,
     InvalidSpec,
     ModelDeploymentSpec,
     Release,
+    StrategySpec,
+    StrategyType,
     format_duration,
     parse_duration,
     parse_spec,
@@ -204,3 +208,102 @@ def test_without_any_prometheus_url_the_spec_is_refused() -> None:
     with pytest.raises(InvalidSpec, match=r"^spec\.analysis\.prometheusUrl is empty"):
         parse(minimal(), prometheus="")
     assert parse(minimal(analysis={"prometheusUrl": "http://p:9090"}), prometheus="").analysis.prometheus_url
+
+
+# --- spec.strategy ---------------------------------------------------------------------------
+
+
+def test_without_a_strategy_the_rollout_replaces_the_release_as_before() -> None:
+    strategy = parse(minimal()).strategy
+    assert strategy == StrategySpec()
+    assert strategy.type is StrategyType.REPLACE
+    assert strategy.unsupported_reason is None
+
+
+def test_a_canary_strategy_is_read_with_its_steps() -> None:
+    spec = parse(
+        minimal(strategy={"type": "Canary", "canary": {"steps": [{"percent": 10}, {"percent": 50}]}})
+    )
+    assert spec.strategy.type is StrategyType.CANARY
+    assert spec.strategy.canary_steps == (10, 50)
+
+
+def test_a_shadow_strategy_is_read_with_its_margin_and_what_follows_it() -> None:
+    spec = parse(
+        minimal(
+            strategy={
+                "type": "Shadow",
+                "shadow": {"margin": 0.02, "next": "Canary"},
+                "canary": {"steps": [{"percent": 25}]},
+            }
+        )
+    )
+    assert spec.strategy == StrategySpec(
+        type=StrategyType.SHADOW, canary_steps=(25,), shadow_margin=0.02, after_shadow=StrategyType.CANARY
+    )
+
+
+def test_a_strategy_without_its_settings_gets_the_documented_defaults() -> None:
+    assert parse(minimal(strategy={"type": "Canary"})).strategy.canary_steps == DEFAULT_CANARY_STEPS
+    shadow = parse(minimal(strategy={"type": "Shadow", "shadow": {}})).strategy
+    assert shadow.shadow_margin == DEFAULT_SHADOW_MARGIN == 0.01
+    assert shadow.after_shadow is StrategyType.REPLACE
+
+
+@pytest.mark.parametrize("kind", ["Canary", "Shadow"])
+def test_a_strategy_this_operator_cannot_run_yet_parses_and_says_so(kind: str) -> None:
+    """Reported (Stalled) instead of acted on: Replace would give the candidate every request."""
+    strategy = parse(minimal(strategy={"type": kind})).strategy
+    assert strategy.unsupported_reason is not None
+    assert f"spec.strategy.type {kind} is not supported by this operator version yet" in (
+        strategy.unsupported_reason
+    )
+    assert "nothing was rolled out" in strategy.unsupported_reason
+
+
+@pytest.mark.parametrize(
+    ("strategy", "field"),
+    [
+        ("Shadow", "spec.strategy must be an object"),
+        ({"type": "BlueGreen"}, "spec.strategy.type: unknown strategy 'BlueGreen'"),
+        ({"type": "Canary", "canary": []}, "spec.strategy.canary must be an object"),
+        ({"type": "Canary", "canary": {"steps": []}}, "spec.strategy.canary.steps must be a list of 1 to 10"),
+        ({"type": "Canary", "canary": {"steps": [{"percent": 10}] * 11}}, "1 to 10 steps"),
+        (
+            {"type": "Canary", "canary": {"steps": [{"percent": 0}]}},
+            "steps[0].percent must be a whole number",
+        ),
+        ({"type": "Canary", "canary": {"steps": [{"percent": 100}]}}, "steps[0].percent"),
+        ({"type": "Canary", "canary": {"steps": [{"percent": 12.5}]}}, "steps[0].percent"),
+        ({"type": "Canary", "canary": {"steps": [{"percent": True}]}}, "steps[0].percent"),
+        (
+            {"type": "Canary", "canary": {"steps": [{"weight": 10}]}},
+            "steps[0] must be an object with percent",
+        ),
+        (
+            {"type": "Canary", "canary": {"steps": [{"percent": 50}, {"percent": 50}]}},
+            "steps[1].percent must be more than the step before (50)",
+        ),
+        ({"type": "Shadow", "shadow": {"margin": 0.5}}, "spec.strategy.shadow.margin must be from 0 to 0.2"),
+        ({"type": "Shadow", "shadow": {"margin": -0.01}}, "spec.strategy.shadow.margin"),
+        ({"type": "Shadow", "shadow": {"margin": "a lot"}}, "spec.strategy.shadow.margin"),
+        (
+            {"type": "Shadow", "shadow": {"next": "Shadow"}},
+            "spec.strategy.shadow.next must be Replace or Canary",
+        ),
+        ({"type": "Shadow", "shadow": {"next": "Later"}}, "spec.strategy.shadow.next: unknown strategy"),
+        ({"type": "Replace", "canary": {}}, "spec.strategy.canary is set but unused"),
+        ({"type": "Shadow", "canary": {}}, "spec.strategy.canary is set but unused"),
+        ({"type": "Canary", "shadow": {}}, "spec.strategy.shadow is set but unused"),
+    ],
+)
+def test_a_strategy_that_cannot_be_acted_on_is_refused_naming_the_field(strategy: Any, field: str) -> None:
+    with pytest.raises(InvalidSpec) as refused:
+        parse(minimal(strategy=strategy))
+    assert field in str(refused.value)
+
+
+def test_the_shadow_comparison_uses_the_analysis_evidence_bar() -> None:
+    analysis = parse(minimal(analysis={"minSamples": 250, "confidence": 0.9})).analysis
+    criteria = analysis.comparison_criteria(0.02)
+    assert (criteria.margin, criteria.min_samples, criteria.confidence) == (0.02, 250, 0.9)

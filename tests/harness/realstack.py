@@ -211,20 +211,24 @@ class RealStack:
         )
 
     def wait_rolled_out(self, deployment: str, namespace: str, timeout: int = 90) -> None:
-        """`kubectl rollout status`; when it times out, the pods' state says why."""
-        done = self.kubectl(
-            "rollout",
-            "status",
-            f"deployment/{deployment}",
-            "-n",
-            namespace,
-            f"--timeout={timeout}s",
-            check=False,
+        """The Deployment exists (an operator may create it a moment later) and `kubectl rollout
+        status` says it rolled out; when it does not, the error and the pods' state say why."""
+        cluster = self.cluster
+        assert cluster is not None
+        wait_for(
+            lambda: (
+                cluster.kubectl("get", "deployment", deployment, "-n", namespace, check=False).returncode == 0
+            ),
+            timeout=60,
+            what=f"deployment {namespace}/{deployment} to exist",
         )
-        if "successfully rolled out" not in done:
+        rollout = ["rollout", "status", f"deployment/{deployment}", "-n", namespace, f"--timeout={timeout}s"]
+        done = cluster.kubectl(*rollout, check=False, timeout=timeout + 30)
+        if done.returncode != 0:
             pods = self.kubectl("describe", "pods", "-n", namespace, check=False)
             raise NodeError(
-                f"deployment {namespace}/{deployment} did not become ready in {timeout}s:\n{pods[-3000:]}"
+                f"deployment {namespace}/{deployment} did not roll out in {timeout}s: {done.stderr.strip()}\n"
+                f"{pods[-3000:]}"
             )
 
     # -- use

@@ -153,6 +153,36 @@ INVALID = [
             "{{version}} and {{window}}"),
     Invalid("analysis-typo", {"spec.analysis.treshold": 0.8}, "spec.analysis.treshold", "unknown field"),
     Invalid("analysis-not-object", {"spec.analysis": "accuracy"}, "spec.analysis", "must be of type object"),
+    # --- strategy ---
+    Invalid(
+        "strategy-type-unknown", {"spec.strategy.type": "BlueGreen"},
+        "spec.strategy.type", "Unsupported value",
+    ),
+    Invalid(
+        "canary-steps-not-increasing",
+        {"spec.strategy": {"type": "Canary", "canary": {"steps": [{"percent": 50}, {"percent": 20}]}}},
+        "spec.strategy.canary.steps", "raise percent",
+    ),
+    Invalid(
+        "canary-step-100-percent",
+        {"spec.strategy": {"type": "Canary", "canary": {"steps": [{"percent": 100}]}}},
+        "spec.strategy.canary.steps[0].percent", "less than or equal to 99",
+    ),
+    Invalid(
+        "canary-block-with-type-replace",
+        {"spec.strategy": {"type": "Replace", "canary": {"steps": [{"percent": 10}]}}},
+        "spec.strategy.canary", "needs type Canary",
+    ),
+    Invalid(
+        "shadow-margin-above-0.2",
+        {"spec.strategy": {"type": "Shadow", "shadow": {"margin": 0.5}}},
+        "spec.strategy.shadow.margin", "between 0 and 0.2",
+    ),
+    Invalid(
+        "shadow-block-with-type-canary",
+        {"spec.strategy": {"type": "Canary", "shadow": {"margin": 0.01}}},
+        "spec.strategy.shadow", "needs type Shadow",
+    ),
 ]
 # fmt: on
 
@@ -217,6 +247,20 @@ VALID = [
         },
     ),
     Valid("image", {"spec.image": "registry.example.com/vigil-model-server:0.1.0@sha256:" + "b" * 64}),
+    Valid(
+        "canary-two-steps",
+        {"spec.strategy": {"type": "Canary", "canary": {"steps": [{"percent": 10}, {"percent": 50}]}}},
+    ),
+    Valid(
+        "shadow-then-canary",
+        {
+            "spec.strategy": {
+                "type": "Shadow",
+                "shadow": {"margin": 0, "next": "Canary"},
+                "canary": {"steps": [{"percent": 25}]},
+            }
+        },
+    ),
 ]
 
 
@@ -283,6 +327,7 @@ def test_minimal_object_gets_every_default(cluster, dry_run_namespace: str) -> N
         "model": {**BASE["spec"]["model"], "allowUnpinnedPickle": False},
         "progressDeadlineSeconds": 600,
         "analysis": ANALYSIS_DEFAULTS,
+        "strategy": {"type": "Replace"},
     }
 
 

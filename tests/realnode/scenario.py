@@ -151,7 +151,7 @@ class RealNodeRun:
         return {
             "exit code": self._demo_process.returncode,
             "seconds": round(time.monotonic() - started, 1),
-            "output": output[-5000:],
+            "output": output if len(output) <= 8000 else f"{output[:2000]}\n[...]\n{output[-6000:]}",
             "summary": json.loads(summary_file.read_text()) if summary_file.exists() else None,
             "state file left": (workdir / "demo-state.json").exists(),
             "leftovers": leftovers(workdir / "real" / "node"),

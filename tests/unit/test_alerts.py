@@ -31,18 +31,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("helm")
-    return {
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-        "KUBECONFIG": str(home / "no-cluster"),
-        "PATH": "/usr/bin:/bin",
-    }
-
-
 def prometheus_rule(env: dict[str, str], *sets: str) -> dict[str, Any]:
     return one(render(env, *sets), "PrometheusRule")
 

@@ -28,19 +28,6 @@ OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
 pytestmark = pytest.mark.skipif(not HELM.exists(), reason="bin/helm missing: run `make cluster-tools`")
 
 
-@pytest.fixture(scope="module")
-def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Helm's own folders in a temporary place: nothing touches ~/.config/helm or a cluster."""
-    home = tmp_path_factory.mktemp("helm")
-    return {
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-        "KUBECONFIG": str(home / "no-cluster"),
-        "PATH": "/usr/bin:/bin",
-    }
-
-
 def helm(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *args], env=env, text=True, capture_output=True, check=check)
 

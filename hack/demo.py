@@ -238,19 +238,14 @@ class Demo:
     # --- the story ------------------------------------------------------------------------
     def manifest(self, version: str) -> str:
         model = self.models[version]
+        spec: dict[str, Any] = {
+            "version": version,
+            "model": {"uri": model.path.as_uri(), "sha256": model.sha256},
+        }
         if self.real is not None:  # as a user writes it: the chart's image, the store's URL
-            spec: dict[str, Any] = {
-                "version": version,
-                "model": {"uri": self.real.model_uri(f"iris-{version}")},
-            }
+            spec["model"]["uri"] = self.real.model_uri(f"iris-{version}")
         else:
-            spec = {
-                "version": version,
-                "model": {"uri": model.path.as_uri()},
-                "image": "vigil-model-server:demo",
-            }
-            spec["podAnnotations"] = {"kwok.x-k8s.io/status": "custom"}
-        spec["model"]["sha256"] = model.sha256
+            spec |= {"image": "vigil-model-server:demo", "podAnnotations": {"kwok.x-k8s.io/status": "custom"}}
         spec |= {"replicas": 2, "analysis": ANALYSIS}
         return yaml.safe_dump(
             {

@@ -180,8 +180,7 @@ class LocalCluster:
         for attempt in range(1, attempts + 1):
             cluster = cls(name=name or f"vigil-{uuid.uuid4().hex[:8]}", workdir=workdir / f"try{attempt}")
             try:
-                with _creating():
-                    cluster._create(nodes)
+                cluster._create(nodes)
                 return cluster
             except (RuntimeError, AssertionError, subprocess.SubprocessError) as error:
                 logs = cluster.component_logs()
@@ -213,7 +212,8 @@ class LocalCluster:
             ("kwok", "--kwok-controller-binary"),
         ):
             args += [flag, str((BIN_DIR / component).resolve())]
-        result = self._kwokctl(*args)
+        with _creating():
+            result = self._kwokctl(*args)
         if result.returncode != 0:
             raise RuntimeError(f"kwokctl create cluster failed:\n{result.stderr[-4000:]}")
         for index in range(nodes):

@@ -2,9 +2,10 @@
 
 - a local cluster (harness.cluster) with no kwok node: every pod lands on the real node
   (harness.node), which runs it in a container from the images `make images` built;
-- Prometheus (Debian's) on the host, discovering the model-server pods through the API with the
-  scrape job users copy (manifests/samples/prometheus-scrape-config.yaml), listening on the node's
-  IP so that the operator's pod reaches it;
+- Prometheus 3 (`make node-tools`; Debian's has no Kubernetes discovery) on the host,
+  discovering the model-server pods through the API with the scrape job users copy
+  (manifests/samples/prometheus-scrape-config.yaml), listening on the node's IP so that the
+  operator's pod reaches it;
 - an in-cluster model store: a Deployment and a Service serving the trained model files from an
   image built here (harness.node.model_store_image), reached by its ClusterIP;
 - the chart, installed with helm into `vigil-system`, which enforces the `restricted` Pod

@@ -19,13 +19,12 @@ from harness.kubelet import LocalKubelet, RunningServer
 from harness.models import iris
 
 
-class _LabelPoster:
-    """A thread that ticks at a fixed rate and posts labelled rows to serving model servers."""
+class _Ticker:
+    """A daemon thread that calls `_tick` with one HTTP client at a fixed period until stopped,
+    with the iris rows and a seeded random source to draw requests from."""
 
-    def __init__(self, kubelet: LocalKubelet, *, per_second: int, ticks_per_second: int, seed: int) -> None:
-        self.kubelet = kubelet
-        self.batch = max(1, per_second // ticks_per_second)
-        self.period = 1.0 / ticks_per_second
+    def __init__(self, *, period: float, seed: int) -> None:
+        self.period = period
         self._features, self._labels = iris()
         self._rng = random.Random(seed)
         self._stop = threading.Event()
@@ -37,14 +36,29 @@ class _LabelPoster:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=15)
 
     def _run(self) -> None:
         with httpx.Client(timeout=5) as client:
             while not self._stop.wait(self.period):
-                self._tick(client, self.kubelet.serving())
+                self._tick(client)
 
-    def _tick(self, client: httpx.Client, serving: list[RunningServer]) -> None:
+    def _tick(self, client: httpx.Client) -> None:
+        raise NotImplementedError
+
+
+class _LabelPoster(_Ticker):
+    """Posts labelled rows to the model servers the stand-in kubelet runs, at a fixed rate."""
+
+    def __init__(self, kubelet: LocalKubelet, *, per_second: int, ticks_per_second: int, seed: int) -> None:
+        super().__init__(period=1.0 / ticks_per_second, seed=seed)
+        self.kubelet = kubelet
+        self.batch = max(1, per_second // ticks_per_second)
+
+    def _tick(self, client: httpx.Client) -> None:
+        self._post_to(client, self.kubelet.serving())
+
+    def _post_to(self, client: httpx.Client, serving: list[RunningServer]) -> None:
         raise NotImplementedError
 
     def _post(self, client: httpx.Client, server: RunningServer, rows: list[int], labels: list[int]) -> bool:
@@ -69,7 +83,7 @@ class TrafficGenerator(_LabelPoster):
         self.sent: Counter[str] = Counter()  # labelled rows accepted, per version
         self.failures: Counter[str] = Counter()
 
-    def _tick(self, client: httpx.Client, serving: list[RunningServer]) -> None:
+    def _post_to(self, client: httpx.Client, serving: list[RunningServer]) -> None:
         if not serving:
             return
         server = self._rng.choice(serving)
@@ -109,7 +123,7 @@ class ControlledTraffic(_LabelPoster):
         """`accuracy["name@version"]` when set (a drift of one version), else `accuracy["name"]`."""
         return self.accuracy.get(f"{name}@{version}", self.accuracy.get(name, 1.0))
 
-    def _tick(self, client: httpx.Client, serving: list[RunningServer]) -> None:
+    def _post_to(self, client: httpx.Client, serving: list[RunningServer]) -> None:
         for name in {key.split("@")[0] for key in list(self.accuracy)}:
             candidates = [server for server in serving if server.key.name == name]
             if candidates:
@@ -131,7 +145,7 @@ class ControlledTraffic(_LabelPoster):
             self.failures[server.key.name] += 1
 
 
-class ServiceTraffic:
+class ServiceTraffic(_Ticker):
     """What users send to a model's Service: inference, and labelled feedback, at a steady rate.
 
     Every request goes to one URL (the Service's ClusterIP; kube-proxy picks the pod) over one
@@ -141,24 +155,12 @@ class ServiceTraffic:
     """
 
     def __init__(self, url: str, model: str, token: str, *, per_second: int = 20, seed: int = 5) -> None:
+        super().__init__(period=2.0 / per_second, seed=seed)  # an inference and a feedback per tick
         self.url = url.rstrip("/")
         self.model = model
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.period = 2.0 / per_second  # an inference and a feedback request per tick
         self.answered: Counter[tuple[str, str]] = Counter()  # (endpoint, version) -> 200s
         self.failures: list[str] = []
-        self._features, self._labels = iris()
-        self._rng = random.Random(seed)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ServiceTraffic", daemon=True)
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
 
     @property
     def requests(self) -> int:
@@ -167,22 +169,19 @@ class ServiceTraffic:
     def versions(self, endpoint: str = "infer") -> dict[str, int]:
         return {version: n for (kind, version), n in sorted(self.answered.items()) if kind == endpoint}
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=5, headers=self.headers) as client:
-            while not self._stop.wait(self.period):
-                rows = [self._rng.randrange(len(self._labels)) for _ in range(4)]
-                instances = [self._features[i].tolist() for i in rows]
-                v2_input = {"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": instances}
-                self._send(client, "infer", {"inputs": [v2_input]})
-                self._send(
-                    client,
-                    "feedback",
-                    {"instances": instances, "labels": [int(self._labels[i]) for i in rows]},
-                )
+    def _tick(self, client: httpx.Client) -> None:
+        rows = [self._rng.randrange(len(self._labels)) for _ in range(4)]
+        instances = [self._features[i].tolist() for i in rows]
+        v2_input = {"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": instances}
+        self._send(client, "infer", {"inputs": [v2_input]})
+        labels = [int(self._labels[i]) for i in rows]
+        self._send(client, "feedback", {"instances": instances, "labels": labels})
 
     def _send(self, client: httpx.Client, endpoint: str, body: dict[str, object]) -> None:
         try:
-            response = client.post(f"{self.url}/v2/models/{self.model}/{endpoint}", json=body)
+            response = client.post(
+                f"{self.url}/v2/models/{self.model}/{endpoint}", json=body, headers=self.headers
+            )
         except httpx.HTTPError as error:
             self.failures.append(f"{time.strftime('%H:%M:%S')} {endpoint}: {type(error).__name__}: {error}")
             return

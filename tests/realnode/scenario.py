@@ -29,6 +29,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from e2e.conftest import FAST_ANALYSIS
+
 from harness.cluster import REPO_ROOT
 from harness.models import TrainedModel, train
 from harness.node import leftovers
@@ -40,17 +42,6 @@ REPORT = REPO_ROOT / ".work" / "realnode-report.json"
 MODEL = "iris"
 SELECTOR = f"app.kubernetes.io/instance={MODEL}"
 OPERATOR_SELECTOR = "app.kubernetes.io/name=vigil"
-# The e2e tier's fast analysis (tests/e2e/conftest.py): checks every 2 s, 50 labels minimum.
-ANALYSIS = {
-    "interval": "2s",
-    "window": "30s",
-    "minSamples": 50,
-    "failureLimit": 3,
-    "successLimit": 3,
-    "errorLimit": 3,
-    "threshold": 0.9,
-    "evaluationDelay": "1s",
-}
 
 
 def train_models(folder: Path) -> dict[str, TrainedModel]:
@@ -261,7 +252,7 @@ def _model_deployment(
             "model": {"uri": stack.model_uri(model), "sha256": models[model].sha256},
             "replicas": 2,
             "progressDeadlineSeconds": 180,
-            "analysis": dict(ANALYSIS),
+            "analysis": dict(FAST_ANALYSIS),
         },
     }
 

@@ -93,7 +93,8 @@ def choose_path(wanted: str) -> tuple[str, str]:
     """("real" or "kwok", why): the real node when asked for or when this machine can run it."""
     if wanted == "kwok":
         return "kwok", "NODE=kwok asked for it"
-    problems = host_problems()
+    # Asked for the real node, wait for another run's node to stop rather than fall back or fail.
+    problems = host_problems(ports=wanted != "real")
     try:
         image_archives()
     except NodeError as missing:

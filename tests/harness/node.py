@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
@@ -42,6 +43,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The bridge plugin (isGateway) turns forwarding on: pod -> ClusterIP -> pod goes through the
 # host's routing. stop() puts the value found at start back (which also resets accept_redirects).
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "vigil-real-node.lock"
 IMAGES_DIR = REPO_ROOT / ".work" / "node-images"  # kept across node restarts
 PAUSE_C = "build/pause/linux/pause.c"  # in the k8s.io/kubernetes module
 HELLO_GO = REPO_ROOT / "tools" / "node" / "hello" / "main.go"
@@ -300,7 +303,12 @@ class RealNode:
     def start(self) -> None:
         if self.state_file.exists():
             raise NodeError(f"a real node is already up ({self.state_file}); `make node-down` stops it")
-        self.preflight()
+        self._hold_the_machine()
+        try:
+            self.preflight()
+        except NodeError:
+            self._release_the_machine()
+            raise
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._save(
             outside_absent=[p for p in OUTSIDE_PATHS if not os.path.lexists(p)],
@@ -655,6 +663,24 @@ state = "{base}/state"
             shutil.move(self.workdir / "logs", last_logs)
         shutil.rmtree(self.workdir, ignore_errors=True)
         log("real node stopped; its mounts, network, iptables chains and cgroups are removed")
+        self._release_the_machine()
+
+    def _hold_the_machine(self) -> None:
+        """One real node per machine (its kubelet's ports are fixed): a second run in this or another
+        process waits here for the first to stop instead of failing on taken ports. The lock lives as
+        long as this process; `make node-up`'s node outlives it and is caught by preflight instead."""
+        handle = MACHINE_LOCK.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another run on this machine has the real node; waiting for it to stop ({MACHINE_LOCK})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        self._machine_lock = handle
+
+    def _release_the_machine(self) -> None:
+        handle = self.__dict__.pop("_machine_lock", None)
+        if handle is not None:
+            handle.close()  # closing the file releases the flock
 
     def _drain(self) -> None:
         """Delete the node's pods while the kubelet still runs, so it tears their sandboxes down."""
@@ -716,9 +742,10 @@ state = "{base}/state"
                     os.kill(int(pid), signal.SIGKILL)
 
 
-def host_problems() -> list[str]:
+def host_problems(ports: bool = True) -> list[str]:
     """Why this machine cannot run the real node at all (empty when it can), before any build:
-    what `make node-tools` and `make images` install is not checked here."""
+    what `make node-tools` and `make images` install is not checked here. `ports=False` for a
+    caller that waits for another run's node to stop (RealNode.start does) rather than failing."""
     problems = []
     if os.geteuid() != 0:
         problems.append("it needs root (mounts, cgroups, network namespaces); run as root")
@@ -726,7 +753,7 @@ def host_problems() -> list[str]:
         problems.append("no cgroup v1 memory controller: this node setup expects hybrid cgroups (v1)")
     if not shutil.which("unshare") or not shutil.which("ip"):
         problems.append("util-linux's unshare and iproute2's ip are needed")
-    taken = [f"{what} port {port}" for what, port in PORTS.items() if _port_taken(port)]
+    taken = [f"{what} port {port}" for what, port in PORTS.items() if ports and _port_taken(port)]
     if taken:
         problems.append(f"{', '.join(taken)} in use: another kubelet runs here (`make node-down`?)")
     return problems

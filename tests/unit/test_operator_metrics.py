@@ -14,6 +14,7 @@ from vigil_operator.decisions import CheckRecord, Decision, Event, Facts, Phase,
 from vigil_operator.reconcile import _count
 from vigil_operator.releases import AnalysisSpec, Release
 from vigil_operator.status import conditions_of
+from vigil_operator.strategies import Tracks
 
 V1, V2, V3 = (Release(version=v, uri=f"file:///{v}", image="server:1") for v in ("v1", "v2", "v3"))
 
@@ -44,9 +45,15 @@ def check(value: float, verdict: Verdict = Verdict.FAIL) -> CheckRecord:
 
 def test_a_rolled_back_version_loses_its_last_accuracy_and_the_restored_one_keeps_its_own() -> None:
     namespace, name = _object()
-    _count(namespace, name, Decision(V1, Facts(current=V1, stable=V1)), check(0.95, Verdict.PASS), "v1")
+    _count(
+        namespace,
+        name,
+        Decision(Tracks(V1, 1), Facts(current=V1, stable=V1)),
+        check(0.95, Verdict.PASS),
+        "v1",
+    )
     rolled_back = Decision(
-        V1,
+        Tracks(V1, 1),
         Facts(current=V1, stable=V1, failed_version="v2", rollback_reason=Reason.ANALYSIS_FAILED),
         events=(Event(Reason.ROLLED_BACK, "rolled back from v2 to v1", warning=True),),
     )
@@ -65,7 +72,13 @@ def test_versions_under_analysis_and_stable_are_kept_superseded_ones_are_not() -
     for version in ("v1", "v2"):
         metrics.LAST_ACCURACY.labels(namespace, name, version).set(0.9)
 
-    _count(namespace, name, Decision(V3, Facts(current=V3, stable=V1)), check(0.93, Verdict.PASS), "v3")
+    _count(
+        namespace,
+        name,
+        Decision(Tracks(V3, 1), Facts(current=V3, stable=V1)),
+        check(0.93, Verdict.PASS),
+        "v3",
+    )
 
     assert [last_accuracy(namespace, name, v) for v in ("v1", "v2", "v3")] == [0.9, None, 0.93]
 
@@ -84,7 +97,9 @@ def test_forgetting_one_objects_versions_leaves_other_objects_alone() -> None:
 def test_a_deleted_object_loses_every_series_and_no_other_object_does() -> None:
     namespace, name = _object()
     for who in (name, "other"):
-        promoted = Decision(V1, Facts(current=V1, stable=V1), events=(Event(Reason.PROMOTED, "v1 promoted"),))
+        promoted = Decision(
+            Tracks(V1, 1), Facts(current=V1, stable=V1), events=(Event(Reason.PROMOTED, "v1 promoted"),)
+        )
         _count(namespace, who, promoted, check(0.95, Verdict.PASS), "v1")
         metrics.ROLLBACKS.labels(namespace, who, "ManualRollback").inc()
     assert len(series_of(namespace, name)) >= 4

@@ -124,15 +124,18 @@ class Tracks:
 def canary_replicas(total: int | None, percent: int) -> tuple[int | None, int]:
     """(stable, candidate) replicas for a canary at `percent` of `total`.
 
-    The candidate gets ceil(percent of total), at least 1; the stable release keeps the rest and
-    at least 1, so a canary never takes every replica (with 1 replica in all, each runs one: 50%).
-    Without `total` (`spec.replicas` unset: an HPA scales the main Deployment) the candidate runs
-    one replica beside whatever the HPA keeps, whose replicas the operator never writes.
+    The candidate gets ceil(percent of total), at least 1 and at most all but one: the stable
+    release always keeps a replica, so a canary never takes every request (with 1 replica in
+    all, each track runs one: 50%). Without `total` (`spec.replicas` unset: an HPA scales the
+    main Deployment) the candidate runs one replica beside whatever the HPA keeps, whose replicas
+    the operator never writes: the fewest users a canary can reach, whatever the step says.
     """
     if total is None:
         return None, 1
-    candidate = max(1, math.ceil(percent * total / 100))
-    return max(1, total - candidate), candidate
+    if total < 2:
+        return 1, 1
+    candidate = min(max(1, math.ceil(percent * total / 100)), total - 1)
+    return total - candidate, candidate
 
 
 def tracks_for(

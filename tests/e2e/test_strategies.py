@@ -88,9 +88,10 @@ def test_a_shadow_worse_than_the_stable_release_is_rejected_having_answered_no_u
     service = stack.api.get(f"/api/v1/namespaces/{stack.namespace}/services/iris-candidate")
     assert mirror_url == f"http://{service['spec']['clusterIP']}:80"
 
-    status = stack.wait_status(
-        "iris", lambda s: s.get("rollbackReason") == "ShadowRejected", timeout=180, what="shadow rejected"
-    )
+    def rejected(status: dict[str, Any]) -> bool:
+        return status.get("phase") == "RolledBack" and status.get("rollbackReason") == "ShadowRejected"
+
+    status = stack.wait_status("iris", rejected, timeout=180, what="shadow rejected")
     reasons = stack.wait_reason("iris", "ShadowRejected")
     candidate = stack.kubelet.server_for("v2")
     assert candidate is not None

@@ -142,9 +142,8 @@ def test_least_privilege_rollout_and_automatic_rollback(
     # Namespaced RBAC: no Secret of any other namespace, by name or otherwise.
     assert not can_i(cluster, kubeconfig, "get", "secrets", "-n", "default")
     assert not can_i(cluster, kubeconfig, "create", "secrets", "-n", "default")
-    assert can_i(
-        cluster, kubeconfig, "delete", "deployments.apps", "-n", namespace
-    )  # a candidate's, after it
+    # A Shadow or Canary candidate's Deployment is deleted after it; no Secret ever is.
+    assert can_i(cluster, kubeconfig, "delete", "deployments.apps", "-n", namespace)
     assert not can_i(cluster, kubeconfig, "delete", "secrets", "-n", namespace)
     assert not can_i(cluster, kubeconfig, "get", "pods", "-n", namespace)
 

@@ -403,13 +403,11 @@ def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, .
     if facts.degraded_reason is not None:
         if facts.degraded_reason != Reason.PROGRESS_DEADLINE_EXCEEDED or not available:
             return facts, ()
-        serving = replace(facts, degraded_reason=None, serving_since=inputs.now)
+        serving = _serving(replace(facts, degraded_reason=None), inputs.now)
         message = f"{current.version} became available after its progress deadline; {_next_step(serving)}"
         return serving, (Event(Reason.ROLLOUT_COMPLETE, message),)
     if available:
-        serving = replace(facts, serving_since=inputs.now)
-        if facts.staged is not None and facts.staged.handing_over:
-            serving = replace(serving, staged=None)  # the main Deployment serves it: its own track goes
+        serving = _serving(facts, inputs.now)
         return serving, (
             Event(Reason.ROLLOUT_COMPLETE, f"{current.version} is available; {_next_step(serving)}"),
         )
@@ -425,6 +423,12 @@ def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, .
     return replace(facts, degraded_reason=Reason.PROGRESS_DEADLINE_EXCEEDED), (
         Event(Reason.PROGRESS_DEADLINE_EXCEEDED, f"{message}; no other release to revert to", warning=True),
     )
+
+
+def _serving(facts: Facts, now: datetime) -> Facts:
+    """`current` became available; a promoted candidate, now in the main Deployment, loses its own track."""
+    handed_over = facts.staged is not None and facts.staged.handing_over
+    return replace(facts, serving_since=now, staged=None if handed_over else facts.staged)
 
 
 def _candidate_track_runs_current(facts: Facts) -> bool:
@@ -571,8 +575,8 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
     assert failed is not None
     assert stable is not None
     shadow = facts.staged is not None and facts.staged.stage.kind is StageKind.SHADOW
-    if shadow:
-        message = f"shadow rejected ({reason}), it answered no user request: {message}"
+    if shadow:  # it answered no user request, so nothing is rolled back: it is removed
+        message = f"shadow rejected ({reason}): {message}"
         reason = Reason.SHADOW_REJECTED
     reverted = replace(
         facts,
@@ -589,8 +593,8 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
         history=_remember(facts.history, failed, "failed", now, message),
     )
     if shadow:
-        kept = f"{failed.version} removed, {stable.version} kept answering every request: {message}"
-        return reverted, (Event(Reason.SHADOW_REJECTED, kept, warning=True),)
+        kept = f"{failed.version} removed; it answered no user request, {stable.version} answered them all"
+        return reverted, (Event(Reason.SHADOW_REJECTED, f"{kept}: {message}", warning=True),)
     event = Event(
         Reason.ROLLED_BACK, f"rolled back from {failed.version} to {stable.version}: {message}", True
     )
@@ -617,7 +621,7 @@ def _promote(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Ev
         return promoted, (Event(Reason.PROMOTED, f"{current.version} promoted to stable: {message}"),)
     handing_over = replace(
         promoted,
-        staged=StagedRollout(facts.staged.strategy, facts.staged.stages, len(facts.staged.stages)),
+        staged=facts.staged.promoted(),
         serving_since=None,
         rollout_started_at=now,
     )

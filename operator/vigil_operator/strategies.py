@@ -75,6 +75,10 @@ class StagedRollout:
     def next(self) -> StagedRollout:
         return replace(self, step=min(self.step + 1, len(self.stages)))
 
+    def promoted(self) -> StagedRollout:
+        """Past every stage, whichever it was at (the last passed, or `promote` was asked for)."""
+        return replace(self, step=len(self.stages))
+
     def position(self) -> str:
         """`Canary 25% (step 2 of 3)`: steps count the stages and the final full rollout."""
         return f"{self.stage.describe()} (step {self.step + 1} of {len(self.stages) + 1})"

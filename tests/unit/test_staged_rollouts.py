@@ -106,7 +106,7 @@ def test_a_failing_shadow_is_rejected_and_no_user_was_ever_served_by_it(check: M
     scenario.checks(*[check] * scenario.analysis.failure_limit)
     rejected = scenario.only(Reason.SHADOW_REJECTED)
     assert rejected.warning
-    assert "v1 kept answering every request" in rejected.message
+    assert "it answered no user request, v1 answered them all" in rejected.message
     assert scenario.count(Reason.ROLLED_BACK) == 0  # no user traffic was on it: nothing rolled back
     assert scenario.facts.rollback_reason == Reason.SHADOW_REJECTED
     assert scenario.facts.failed_version == "v2"
@@ -266,3 +266,18 @@ def test_a_restarted_operator_reaches_the_same_outcome_at_every_step(outcomes: l
         if decision.tracks.mirrored:
             assert decision.tracks.main == V1
             assert not decision.tracks.candidate_in_service
+
+
+def test_a_handover_past_its_deadline_still_ends_when_the_main_deployment_serves() -> None:
+    """Degraded by the deadline while the main Deployment rolls to the promoted candidate, then
+    available after all: the candidate's own track goes as it would have on time."""
+    scenario = candidate(SHADOW)
+    scenario.checks(*[paired()] * scenario.analysis.success_limit)
+    scenario.deployment = None  # the main Deployment's rollout is never observed in time
+    scenario.wait(scenario.analysis.interval + 700)
+    assert scenario.phase is Phase.DEGRADED
+    assert scenario.last.tracks.candidate == V2  # still serving from its own track
+    scenario.round()
+    scenario.available()
+    assert scenario.phase is Phase.PROMOTED
+    assert scenario.last.tracks.candidate is None

@@ -258,7 +258,8 @@ async def _apply_tracks(
         "scrape_annotations": config.scrape_annotations,
         "default_resources": config.model_server_resources,
     }
-    mirror_url = await _ensure_candidate_service(owner, tracks.mirrored)
+    service = candidate_service_for(owner)
+    mirror_url = service_url(await kube.apply_service(service)) if tracks.mirrored else None
     refused = None
     if tracks.candidate is not None and not tracks.handing_over:
         wanted_candidate = candidate_deployment_for(
@@ -292,16 +293,11 @@ async def _apply_tracks(
         and await kube.delete_deployment(namespace, candidate_name(owner))
     ):
         logger.info("candidate Deployment %s/%s deleted", namespace, candidate_name(owner))
+    name = service["metadata"]["name"]
+    if not tracks.mirrored and await kube.read_service(namespace, name) is not None:
+        await kube.delete_service(namespace, name)
+        logger.info("candidate Service %s/%s deleted", namespace, name)
     return refused
-
-
-async def _ensure_candidate_service(owner: Owner, mirrored: bool) -> str | None:
-    """A shadow's Service, applied while requests are mirrored and deleted otherwise; its URL."""
-    if mirrored:
-        return service_url(await kube.apply_service(candidate_service_for(owner)))
-    if await kube.read_service(owner.namespace, candidate_name(owner)) is not None:
-        await kube.delete_service(owner.namespace, candidate_name(owner))
-    return None
 
 
 async def _write_status(

@@ -281,3 +281,47 @@ def test_a_handover_past_its_deadline_still_ends_when_the_main_deployment_serves
     scenario.available()
     assert scenario.phase is Phase.PROMOTED
     assert scenario.last.tracks.candidate is None
+
+
+STEPS = ["pass", "fail", "worse", "error", "available", "v3", "promote", "rollback", "retry", "wait"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    strategy=st.sampled_from([SHADOW, SHADOW_THEN_CANARY, CANARY]),
+    replicas=st.one_of(st.none(), st.integers(1, 12)),
+    steps=st.lists(st.sampled_from(STEPS), max_size=25),
+)
+def test_whatever_happens_users_only_meet_a_candidate_as_its_stage_allows(
+    strategy: StrategySpec, replicas: int | None, steps: list[str]
+) -> None:
+    """Checks, availability, a new version and manual actions in any order: a shadow never has
+    users, only the stable release mirrors, a canary never takes every replica."""
+    scenario = candidate(strategy, replicas=replicas)
+    checks = {"pass": paired, "fail": failing, "worse": paired_worse, "error": lambda: Measurement(error="x")}
+    actions = {"promote": Action.PROMOTE, "rollback": Action.ROLLBACK, "retry": Action.RETRY}
+    for step in steps:
+        if step in checks and phase_of(scenario.facts) is Phase.ANALYZING:
+            scenario.check(checks[step]())
+        elif step == "available":
+            scenario.available()
+        elif step == "v3":
+            scenario.spec(V3)
+        elif step in actions:
+            scenario.act(actions[step])
+        else:
+            scenario.wait(1)
+        tracks, facts = scenario.last.tracks, scenario.facts
+        if facts.staged is None:
+            assert tracks.candidate is None
+            assert not tracks.mirrored
+        if tracks.mirrored:
+            assert tracks.main == facts.stable
+            assert tracks.candidate == facts.current
+            assert tracks.candidate != facts.stable
+            assert not tracks.candidate_in_service
+        if tracks.candidate_in_service and not tracks.handing_over:
+            assert tracks.main == facts.stable
+            percent = tracks.candidate_percent
+            assert percent is None or percent < 100
+        assert tracks.main in (facts.stable, facts.current)

@@ -48,7 +48,7 @@ MLSERVER_MAX_BATCH_SIZE = 16
 MLSERVER_MAX_BATCH_TIME = 0.002
 # Mirroring: alternating rounds off/on at MIRROR_CONNECTIONS; the goal is on p99 / off p99.
 MIRROR_CONNECTIONS = 16
-MIRROR_ROUNDS = 3
+MIRROR_ROUNDS = 5
 MIRROR_P99_GOAL = 1.10
 MIRROR_TOKEN = "bench-mirror-token"
 

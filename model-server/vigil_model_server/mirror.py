@@ -14,7 +14,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 
 import httpx
@@ -79,7 +79,7 @@ class Mirror:
         self._worker: asyncio.Task[None] | None = None
         self._running = False
         self._client: httpx.AsyncClient | None = None
-        self._last_problem: str | None = None
+        self._last_failure: str | None = None  # its kind: a status code, an exception's name
 
     async def start(self) -> None:
         """Open the keep-alive client and start posting."""
@@ -97,7 +97,9 @@ class Mirror:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         if self._posts:
-            await asyncio.wait(self._posts, timeout=self._timeout)
+            _, late = await asyncio.wait(self._posts, timeout=self._timeout)
+            for post in late:
+                post.cancel()
         for item in self._queue:
             self._metrics.count_mirrored(_kind(item), "dropped")
         self._queue.clear()
@@ -158,8 +160,8 @@ class Mirror:
                 self._prediction_posts.add(post)
                 post.add_done_callback(self._prediction_posts.discard)
 
-    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
         self._posts.add(task)
         task.add_done_callback(self._posts.discard)
         task.add_done_callback(lambda _: self._slots.release())
@@ -236,13 +238,13 @@ class Mirror:
 
     def _report(self, problem: str | None, kind: str | None) -> None:
         """Log a failure when its kind changes, and the recovery: not one line per post."""
-        if kind == self._last_problem:
+        if kind == self._last_failure:
             return
         if problem is None:
             log.info("mirroring to %s works again", self._models_url)
         else:
             log.warning("mirroring failed (counted in vigil_model_mirror_total): %s", problem)
-        self._last_problem = kind
+        self._last_failure = kind
 
 
 def _kind(item: _Predictions | _Labels) -> str:

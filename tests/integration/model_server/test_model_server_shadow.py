@@ -17,7 +17,10 @@ from pathlib import Path
 import httpx
 import joblib
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from model_server_harness import MODEL_NAME, ModelServer, pinned, start_server
+from test_model_server_fuzz import FUZZ, assert_answered_without_5xx, data, json_values, scalars
 
 from harness.models import TrainedModel, iris, train
 from harness.ports import free_port
@@ -345,3 +348,23 @@ def test_a_server_that_is_not_a_candidate_has_no_mirror_endpoint(iris_server: Mo
 
     assert answer.status_code == 404
     assert "not a shadow candidate (it has no STABLE_VERSION)" in answer.json()["error"]
+
+
+mirror_documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "stable_version": st.one_of(st.just(STABLE), json_values),
+        "ids": st.one_of(st.lists(st.text(max_size=300), max_size=4), json_values),
+        "row_counts": st.one_of(st.lists(st.integers(-1, 3), max_size=4), json_values),
+        "instances": data,
+        "predictions": st.one_of(st.lists(st.one_of(st.integers(-1, 3), scalars), max_size=6), json_values),
+    },
+)
+
+
+@FUZZ
+@given(document=st.one_of(mirror_documents, json_values))
+def test_fuzzed_mirror_documents_get_an_answer_or_a_4xx(candidate: ModelServer, document: object) -> None:
+    headers = {**bearer(), "content-type": "application/json"}
+
+    assert_answered_without_5xx(candidate.client.post(MIRROR, json=document, headers=headers))

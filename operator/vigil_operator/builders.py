@@ -372,10 +372,15 @@ def observe(deployment: dict[str, Any], rollout_started_at: datetime | None = No
         for condition in status.get("conditions") or []
     )
     template_meta = (spec.get("template") or {}).get("metadata") or {}
+    # The current template's pods that are available, at most: Deployment status counts updated
+    # and available pods apart, so during a roll this may count one surged pod not ready yet.
+    in_service = (template_meta.get("labels") or {}).get(c.LABEL_MODEL) is not None
+    ready = min(updated, status.get("availableReplicas", 0) or 0) if up_to_date and in_service else 0
     return ObservedDeployment(
         release_id=(template_meta.get("annotations") or {}).get(c.ANNOTATION_RELEASE),
         available=available,
         deadline_exceeded=deadline_exceeded,
+        ready_in_service=ready,
     )
 
 

@@ -82,6 +82,9 @@ class ObservedDeployment:
     release_id: str | None  # its pod template's `vigil.dev/release` annotation; None if missing
     available: bool  # up to date, every replica updated and available
     deadline_exceeded: bool  # its Progressing condition says ProgressDeadlineExceeded
+    # Replicas of its current pod template that are available and selected by the ModelDeployment's
+    # Service (a canary's; 0 for a shadow's): what a canary's stable release may give up.
+    ready_in_service: int = 0
 
 
 @dataclass(frozen=True)
@@ -278,12 +281,14 @@ def decide(inputs: Inputs) -> Decision:
 
 def _decision(inputs: Inputs, facts: Facts, events: tuple[Event, ...], requeue_after: float) -> Decision:
     assert facts.current is not None  # decide() always has a release to run: the spec's, or a restored one
+    candidate = inputs.observed_candidate
+    ours = candidate is not None and candidate.release_id == release_id(facts.current, facts.retries)
     tracks = tracks_for(
         facts.current,
         facts.stable,
         facts.staged,
         inputs.replicas,
-        candidate_serving=facts.serving_since is not None,
+        candidate_ready=candidate.ready_in_service if candidate is not None and ours else 0,
     )
     return Decision(tracks, facts, events, requeue_after)
 

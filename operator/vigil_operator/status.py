@@ -102,9 +102,7 @@ def strategy_status(facts: Facts, replicas: int | None) -> dict[str, Any] | None
     staged, current = facts.staged, facts.current
     if staged is None or current is None:
         return None
-    tracks = tracks_for(
-        current, facts.stable, staged, replicas, candidate_serving=facts.serving_since is not None
-    )
+    tracks = tracks_for(current, facts.stable, staged, replicas)  # the step's plan
     return {
         "type": staged.strategy.value,
         "stage": staged.stage.kind.value,

@@ -148,13 +148,15 @@ def tracks_for(
     staged: StagedRollout | None,
     replicas: int | None,
     *,
-    candidate_serving: bool,
+    candidate_ready: int | None = None,
 ) -> Tracks:
     """The Deployments' releases and replicas for the facts of a decision.
 
-    While the candidate is not yet available, the stable release keeps every replica, so a canary
-    starting never lowers the capacity. While promoted and handing over, the candidate's track
-    keeps its last stage's shape until the main Deployment serves it.
+    A canary's stable release gives up only as many replicas as the candidate has ready behind
+    the Service (`candidate_ready`; None: the step's plan, as if all were), so neither a canary
+    starting, nor a step up, nor a shadow turning canary lowers the capacity. While promoted and
+    handing over, the candidate's track keeps its last stage's shape until the main Deployment
+    serves it.
     """
     if staged is None or stable is None or (current == stable and not staged.handing_over):
         return Tracks(current, replicas)
@@ -170,10 +172,6 @@ def tracks_for(
     if stage.kind is StageKind.SHADOW:
         return Tracks(stable, replicas, current, shadow_replicas, mirrored=True)
     kept, candidate = canary_replicas(replicas, stage.percent)
-    return Tracks(
-        stable,
-        kept if candidate_serving else replicas,
-        current,
-        candidate,
-        candidate_in_service=True,
-    )
+    if kept is not None and replicas is not None and candidate_ready is not None:
+        kept = max(kept, replicas - candidate_ready)
+    return Tracks(stable, kept, current, candidate, candidate_in_service=True)

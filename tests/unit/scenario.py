@@ -139,7 +139,11 @@ class Scenario:
         assert self.deployment is not None
         self.deployment = replace(self.deployment, available=True)
         if self.candidate_deployment is not None:
-            self.candidate_deployment = replace(self.candidate_deployment, available=True)
+            tracks = self.last.tracks
+            ready = tracks.candidate_replicas if tracks.candidate_in_service else 0
+            self.candidate_deployment = replace(
+                self.candidate_deployment, available=True, ready_in_service=ready
+            )
         return self.wait(SECONDS_TO_BECOME_AVAILABLE)
 
     def deadline_exceeded(self) -> Decision:

@@ -32,7 +32,7 @@ from vigil_operator.builders import (
 )
 from vigil_operator.config import DEFAULT_MODEL_SERVER_RESOURCES
 from vigil_operator.constants import ANNOTATION_RELEASE, LABEL_MODEL, LABEL_SPEC_HASH, LABEL_VERSION
-from vigil_operator.decisions import ObservedDeployment, release_id
+from vigil_operator.decisions import release_id
 from vigil_operator.releases import AnalysisSpec, ModelDeploymentSpec, Release
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -383,7 +383,11 @@ PROGRESSING = {"type": "Progressing", "status": "True", "reason": "NewReplicaSet
 )
 def test_available_means_every_replica_updated_and_available(status: dict[str, int], available: bool) -> None:
     observed = observe(observed_deployment(conditions=[PROGRESSING], **status))
-    assert observed == ObservedDeployment(release_id(V2), available=available, deadline_exceeded=False)
+    assert (observed.release_id, observed.available, observed.deadline_exceeded) == (
+        release_id(V2),
+        available,
+        False,
+    )
 
 
 def test_a_status_from_before_the_last_change_says_nothing_about_availability() -> None:
@@ -583,3 +587,28 @@ def test_the_main_deployment_takes_the_replicas_its_track_gets(replicas: Any, ex
 )
 def test_the_mirror_goes_to_the_candidate_services_cluster_ip(spec: dict[str, Any], url: str | None) -> None:
     assert service_url({"spec": spec}) == url
+
+
+def _candidate_observed(in_service: bool, generation: int = 2, **status: int) -> dict[str, Any]:
+    built = candidate_deployment_for(OWNER, SPEC, V2, stable_version="v1", replicas=2, in_service=in_service)
+    built["metadata"]["generation"] = generation
+    built["status"] = {"observedGeneration": 2, **status}
+    return built
+
+
+@pytest.mark.parametrize(
+    ("in_service", "generation", "status", "ready"),
+    [
+        (True, 2, {"updatedReplicas": 2, "availableReplicas": 2}, 2),
+        (True, 2, {"updatedReplicas": 1, "availableReplicas": 3}, 1),  # a roll: old pods available
+        (True, 2, {"updatedReplicas": 2, "availableReplicas": 1}, 1),
+        (True, 3, {"updatedReplicas": 2, "availableReplicas": 2}, 0),  # not seen its last change yet
+        (False, 2, {"updatedReplicas": 2, "availableReplicas": 2}, 0),  # a shadow answers no user
+    ],
+    ids=["canary-ready", "canary-rolling", "canary-one-not-ready", "stale-status", "shadow"],
+)
+def test_a_canarys_ready_pods_behind_the_service_are_counted(
+    in_service: bool, generation: int, status: dict[str, int], ready: int
+) -> None:
+    observed = observe(_candidate_observed(in_service, generation, **status))
+    assert observed.ready_in_service == ready

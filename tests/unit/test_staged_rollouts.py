@@ -148,12 +148,17 @@ def test_a_shadow_then_canary_steps_through_each_stage_to_promotion() -> None:
     tracks = scenario.last.tracks
     assert (tracks.main, tracks.candidate, tracks.mirrored) == (V1, V2, False)
     assert tracks.candidate_in_service
+    # The stable release keeps every replica until the relabelled canary pod is ready.
+    assert (tracks.main_replicas, tracks.candidate_replicas) == (4, 1)
+    tracks = scenario.available().tracks
     assert (tracks.main_replicas, tracks.candidate_replicas, tracks.candidate_percent) == (3, 1, 25)
     plan = scenario.check(passing())
     assert plan.facts.staged is not None
     assert plan.facts.staged.stage.kind is StageKind.CANARY
     scenario.checks(*[passing()] * (limit - 1))
     assert scenario.count(Reason.CANARY_STEP_PASSED) == 1
+    assert (scenario.last.tracks.main_replicas, scenario.last.tracks.candidate_replicas) == (3, 2)
+    scenario.available()  # the second canary pod is ready: the stable release gives its replica up
     assert (scenario.last.tracks.main_replicas, scenario.last.tracks.candidate_replicas) == (2, 2)
     scenario.checks(*[passing()] * limit)
     assert scenario.count(Reason.CANARY_STEP_PASSED) == 2

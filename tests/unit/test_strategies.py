@@ -84,7 +84,7 @@ def test_four_replicas_at_25_percent_are_three_stable_and_one_candidate() -> Non
 def test_without_spec_replicas_a_canary_runs_one_replica_and_leaves_the_stable_ones_to_the_hpa() -> None:
     assert canary_replicas(None, 90) == (None, 1)
     staged = StagedRollout(StrategyType.CANARY, (canary(90),))
-    tracks = tracks_for(V2, V1, staged, None, candidate_serving=True)
+    tracks = tracks_for(V2, V1, staged, None, candidate_ready=1)
     assert (tracks.main_replicas, tracks.candidate_replicas) == (None, 1)
     assert tracks.candidate_percent is None
 
@@ -98,13 +98,13 @@ stage_lists = st.lists(
     stages=stage_lists,
     step=st.integers(0, 12),
     replicas=st.one_of(st.none(), st.integers(1, 500)),
-    serving=st.booleans(),
+    ready=st.integers(0, 600),
 )
 def test_the_tracks_keep_users_on_released_versions_as_each_stage_says(
-    stages: tuple[Stage, ...], step: int, replicas: int | None, serving: bool
+    stages: tuple[Stage, ...], step: int, replicas: int | None, ready: int
 ) -> None:
     staged = StagedRollout(StrategyType.CANARY, stages, min(step, len(stages)))
-    tracks = tracks_for(V2, V1, staged, replicas, candidate_serving=serving)
+    tracks = tracks_for(V2, V1, staged, replicas, candidate_ready=ready)
     assert tracks.candidate == V2
     if staged.handing_over:
         assert tracks.main == V2  # promoted: the main Deployment rolls to it
@@ -117,15 +117,31 @@ def test_the_tracks_keep_users_on_released_versions_as_each_stage_says(
     if staged.stage.kind is StageKind.SHADOW:
         assert tracks.candidate_percent == 0  # a shadow answers no user
         assert tracks.main_replicas == replicas
-    elif not serving:
-        assert tracks.main_replicas == replicas  # capacity kept until the candidate serves
-    elif replicas is not None:
-        assert tracks.candidate_percent is not None
-        assert tracks.candidate_percent < 100
+        return
+    if replicas is None:
+        assert tracks.main_replicas is None  # the HPA's
+        return
+    assert tracks.main_replicas is not None
+    # Capacity is kept: the stable release gives up no more replicas than the candidate has ready,
+    # and never more than the step asks for.
+    assert tracks.main_replicas + min(ready, tracks.candidate_replicas) >= replicas
+    assert tracks.main_replicas >= canary_replicas(replicas, staged.stage.percent)[0] or 0
+    assert 0 < (tracks.candidate_percent or 0) < 100
+
+
+def test_the_stable_release_gives_replicas_up_as_canary_pods_become_ready() -> None:
+    staged = StagedRollout(StrategyType.CANARY, (canary(50),))
+    assert [tracks_for(V2, V1, staged, 4, candidate_ready=ready).main_replicas for ready in range(4)] == [
+        4,
+        3,
+        2,
+        2,
+    ]
+    assert tracks_for(V2, V1, staged, 4).main_replicas == 2  # the plan, as status shows it
 
 
 def test_without_a_staged_rollout_the_main_deployment_runs_the_current_release() -> None:
-    tracks = tracks_for(V2, V1, None, 3, candidate_serving=True)
+    tracks = tracks_for(V2, V1, None, 3, candidate_ready=1)
     assert (tracks.main, tracks.main_replicas, tracks.candidate) == (V2, 3, None)
 
 

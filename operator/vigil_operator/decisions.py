@@ -376,15 +376,15 @@ def _stage_started(facts: Facts) -> tuple[Event, ...]:
     staged, current, stable = facts.staged, facts.current, facts.stable
     if staged is None or staged.handing_over or current is None or stable is None:
         return ()
-    at = staged.position()
+    at = staged.step_of()
     if staged.stage.kind is StageKind.SHADOW:
         message = (
-            f"{current.version} runs as a shadow, {at}: {stable.version} answers every request and "
+            f"{current.version} runs as a shadow ({at}): {stable.version} answers every request and "
             f"mirrors a copy to it; both are scored on the same labelled requests"
         )
         return (Event(Reason.SHADOW_STARTED, message),)
     message = (
-        f"{current.version} runs as a canary, {at}: about {staged.stage.percent}% of the replicas behind "
+        f"{current.version} runs as a canary ({at}): about {staged.stage.percent}% of the replicas behind "
         f"the Service, {stable.version} the rest"
     )
     return (Event(Reason.CANARY_STEP_STARTED, message),)

@@ -81,7 +81,10 @@ class StagedRollout:
 
     def position(self) -> str:
         """`Canary 25% (step 2 of 3)`: steps count the stages and the final full rollout."""
-        return f"{self.stage.describe()} (step {self.step + 1} of {len(self.stages) + 1})"
+        return f"{self.stage.describe()} ({self.step_of()})"
+
+    def step_of(self) -> str:
+        return f"step {self.step + 1} of {len(self.stages) + 1}"
 
 
 def staged_rollout(strategy: StrategySpec, stable: Release | None, target: Release) -> StagedRollout | None:

@@ -198,3 +198,34 @@ def test_a_failing_canary_is_rolled_back_having_answered_only_its_share(
     assert "ShadowRejected" not in reasons
     assert "CanaryStepStarted" in reasons
     assert stack.deployment_version("iris") == "v1"
+
+
+def test_a_canary_beside_an_hpa_runs_one_replica_and_never_writes_the_stable_ones(
+    stack: Stack, models: dict[str, TrainedModel]
+) -> None:
+    """`spec.replicas` unset: whoever scales the stable Deployment (an HPA; here `kubectl scale`)
+    keeps its replicas; the canary runs one replica at every step, and is promoted."""
+    stack.start_operator()
+    manifest = spec(stack, "v1", models["good"])
+    del manifest["spec"]["replicas"]
+    stack.apply(manifest)
+    stack.wait_status("iris", promoted("v1"), what="v1 promoted")
+    stack.cluster.kubectl("scale", "deployment/iris", "--replicas=3", "-n", stack.namespace)
+
+    canary = {"type": "Canary", "canary": {"steps": [{"percent": 50}]}}
+    manifest = spec(stack, "v2", models["good-too"], strategy=canary)
+    del manifest["spec"]["replicas"]
+    stack.apply(manifest)
+    status = stack.wait_status(
+        "iris", lambda s: (s.get("strategy") or {}).get("stage") == "Canary", what="the canary stage"
+    )
+    assert status["strategy"]["candidateReplicas"] == 1
+    assert "candidatePercent" not in status["strategy"]  # the HPA's replicas: no share to claim
+    wait_for(
+        lambda: stack.deployment("iris-candidate")["spec"]["replicas"] == 1, timeout=30, what="one canary pod"
+    )
+    assert stack.deployment("iris")["spec"]["replicas"] == 3
+    stack.wait_status("iris", promoted("v2"), timeout=180, what="v2 promoted")
+    wait_for(lambda: gone(stack, "deployment", "iris-candidate"), timeout=60, what="no candidate Deployment")
+    assert stack.deployment("iris")["spec"]["replicas"] == 3  # still the scaler's
+    assert stack.deployment_version("iris") == "v2"

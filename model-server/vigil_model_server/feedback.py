@@ -53,6 +53,30 @@ class PredictionCache:
             self._stable.pop(evicted_id, None)
             self._rows -= _weight(evicted)
 
+    def remember_pairs(
+        self, response_ids: list[str], row_counts: list[int], predictions: np.ndarray, stable: np.ndarray
+    ) -> int:
+        """Keep each id's rows of `predictions` and of the stable's `stable`; returns how many were new.
+
+        Ids known already are left as they are. One call per mirrored post of hundreds of ids: this
+        loop is a shadow candidate's main cost, hence no call per id.
+        """
+        entries, paired = self._entries, self._stable
+        recorded = start = 0
+        for response_id, count in zip(response_ids, row_counts, strict=True):
+            end = start + count
+            if response_id not in entries and count <= self.max_rows:
+                entries[response_id] = predictions[start:end].copy()
+                paired[response_id] = stable[start:end].copy()
+                self._rows += count
+                recorded += 1
+            start = end
+        while self._rows > self.max_rows:
+            evicted_id, evicted = entries.popitem(last=False)
+            paired.pop(evicted_id, None)
+            self._rows -= _weight(evicted)
+        return recorded
+
     def predictions(self, response_id: str) -> np.ndarray:
         """The predictions of response `response_id`: 404 if unknown or evicted, 409 if labelled."""
         if response_id not in self._entries:

@@ -113,14 +113,7 @@ class ModelService:
         stable = self.predictor.other_predictions(mirrored.predictions, len(rows))
         own = self.predictor.check_finite(PREDICT, await self._batchers[PREDICT].submit(rows))
         self._metrics.predictions.inc(len(rows))
-        recorded = start = 0
-        for response_id, count in zip(mirrored.ids, mirrored.row_counts, strict=True):
-            end = start + count
-            if response_id not in self._cache:
-                self._cache.remember(response_id, own[start:end], stable[start:end])
-                recorded += 1
-            start = end
-        return recorded
+        return self._cache.remember_pairs(mirrored.ids, mirrored.row_counts, own, stable)
 
     async def feedback_for_rows(self, rows: np.ndarray, labels: object) -> Scored:
         """Predict `rows` now and score the predictions against `labels`."""

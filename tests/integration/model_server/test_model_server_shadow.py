@@ -218,6 +218,25 @@ def test_rows_labelled_on_arrival_are_paired_too(stable: ModelServer, candidate:
     )
 
 
+def test_a_small_queue_is_posted_when_half_full_not_dropped(
+    processes: ProcessGroup, iris_model_file: Path, candidate: ModelServer, token_file: Path
+) -> None:
+    url = f"http://127.0.0.1:{candidate.port}"
+    flags = ("--mirror-queue-size", "64", "--feedback-token-file", str(token_file))
+    stable = start_stable(processes, iris_model_file, url, *flags)
+
+    for _ in range(300):  # far more than 64 rows within the 250 ms a post may wait for more
+        assert stable.client.post(INFER, json=v2_body([SETOSA])).status_code == 200
+
+    wait_for(
+        lambda: mirrored(stable, "predictions", "sent") == 300,
+        timeout=10,
+        interval=0.05,
+        what="all 300 copies to be sent",
+    )
+    assert mirrored(stable, "predictions", "dropped") == 0
+
+
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A port that accepts connections (the kernel's backlog) and never answers: a hung candidate."""

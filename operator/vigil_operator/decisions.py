@@ -1,10 +1,13 @@
 """The decision core: what to run and what to report, given what is observed. Pure.
 
 `decide()` takes the desired release (from spec), the facts recorded in status, the
-observed Deployment, the outcome of this round's check (if one was due) and a manual
-action, and returns the release the Deployment must run, the new facts, and the events
-to emit. Every rollout, promotion and rollback rule lives here and nowhere else; the
-Kopf handlers only read the inputs, call this, and apply the answer.
+observed Deployments, the outcome of this round's check (if one was due) and a manual
+action, and returns what each Deployment must run (`Tracks`: the main one behind the
+Service, and a Shadow or Canary candidate's own), the new facts, and the events to emit.
+Every rollout, promotion, rejection and rollback rule lives here and nowhere else; the
+strategy is looked up once, when a rollout starts (`strategies.staged_rollout`), and from
+then on its stages are facts. The Kopf handlers only read the inputs, call this, and apply
+the answer.
 
 The phase and the conditions are derived from the facts (`phase_of`, `conditions_of`),
 so they can never disagree with them.

@@ -97,7 +97,7 @@ cluster-down: venv ## Stop the local cluster started by cluster-up (and its real
 	@PYTHONPATH=tests $(PY) -m harness.cli down
 
 .PHONY: node-tools
-node-tools: ## Build (or reuse) the real node's binaries: kubelet, kube-proxy, containerd 2.x; runc, CNI from Debian
+node-tools: ## Build (or reuse) the real node's binaries: kubelet, kube-proxy, containerd 2.x, Prometheus 3, prometheus-operator, CoreDNS; runc, CNI from Debian
 	@hack/node-tools.sh
 
 .PHONY: node-up

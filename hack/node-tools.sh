@@ -174,5 +174,7 @@ link "$coredns_cache_dir" "${COREDNS_BINARIES[@]}"
 
 [ ${#pids[@]} -eq 0 ] || log "node binaries built in $((SECONDS - started))s"
 log "ready: kubelet $("$bin_dir/kubelet" --version | awk '{print $2}'), kube-proxy $("$bin_dir/kube-proxy" --version | awk '{print $2}')," \
-  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), prometheus $("$bin_dir/prometheus3" --version | awk 'NR==1 {print $3}'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
-log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir, $prometheus_cache_dir"
+  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), prometheus $("$bin_dir/prometheus3" --version | awk 'NR==1 {print $3}')," \
+  "prometheus-operator $("$bin_dir/prometheus-operator" --version 2>&1 | awk 'NR==1 {print $3}'), coredns $("$bin_dir/coredns" -version | sed -n 's/^CoreDNS-//p'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
+log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir, $prometheus_cache_dir," \
+  "$prometheus_operator_cache_dir, $coredns_cache_dir"

@@ -651,6 +651,7 @@ state = "{base}/state"
 
     def _start_cluster_dns(self) -> None:
         """CoreDNS behind the Service the kubelet names to every pod (harness.cluster_dns)."""
+        started = time.monotonic()
         self.import_images(binary_image(cluster_dns.IMAGE, {"coredns": BIN_DIR / "coredns"}, ["/coredns"]))
         node_selector = {NODE_LABEL: "true"}
         tolerations = [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
@@ -683,7 +684,8 @@ state = "{base}/state"
                 "describe", "pods", "-n", cluster_dns.NAMESPACE, "-l", "k8s-app=kube-dns", check=False
             )
             raise NodeError(f"{timeout}\n{pods.stdout[-3000:]}") from timeout
-        log(f"cluster DNS: CoreDNS {cluster_dns.VERSION} at {cluster_dns.CLUSTER_DNS_IP}")
+        seconds = time.monotonic() - started
+        log(f"cluster DNS: CoreDNS {cluster_dns.VERSION} at {cluster_dns.CLUSTER_DNS_IP} ({seconds:.0f}s)")
 
     # -- stop
     def stop(self) -> None:

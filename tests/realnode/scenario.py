@@ -112,7 +112,9 @@ class RealNodeRun:
             stack.start_node()
             self._record("stack start (s)", stack.timings)
             self._inventory(stack)
+            rollout = time.monotonic()
             self._rollout_and_rollback(stack, models)
+            self._record("rollout and rollback (s)", round(time.monotonic() - rollout, 1))
             self._monitoring(stack)
             self._logs_and_exec(stack)
         except BaseException:  # noqa: BLE001 - recorded; the tests report it
@@ -273,6 +275,21 @@ class RealNodeRun:
         )
         self._record("count comparison (s)", round(time.monotonic() - started, 1))
         self._record("prometheus targets", targets(stack.prometheus_url))
+        assert stack.monitoring is not None
+        prometheus = stack.get("prometheus", stack.monitoring.prometheus, stack.monitoring.namespace)
+        self._record(
+            "prometheus conditions", {c["type"]: c["status"] for c in prometheus["status"]["conditions"]}
+        )
+        log = stack.kubectl(
+            "logs",
+            "-n",
+            prometheus_operator.OPERATOR_NAMESPACE,
+            f"deploy/{prometheus_operator.OPERATOR_NAME}",
+        )
+        self._record(
+            "prometheus-operator log errors",
+            [line for line in log.splitlines() if "level=error" in line or "forbidden" in line],
+        )
         self._record("v2 feedback series", feedback_series(stack.prometheus_url, MODEL, "v2"))
         self._record("v2 pods", sorted(p["metadata"]["name"] for p in stack.pods(SELECTOR)))
 

@@ -93,6 +93,9 @@ def test_prometheus_operator_runs_prometheus_as_a_statefulset_under_restricted_p
     }
     assert prometheus["name"] == "prometheus-kps-kube-prometheus-prometheus-0"  # the StatefulSet's
     assert {operator["node"], prometheus["node"]} == {NODE_NAME}
+    assert real_node.fact("prometheus conditions") == {"Available": "True", "Reconciled": "True"}
+    # Its ClusterRole is enough: no request was forbidden, nothing failed.
+    assert real_node.fact("prometheus-operator log errors") == []
     for labels in real_node.fact("monitoring namespace labels").values():
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 

@@ -78,4 +78,4 @@ def test_the_operator_may_not_touch_alertmanagers_nor_nodes() -> None:
     rules = by_kind(prometheus_operator.operator_objects(), "ClusterRole")["rules"]
     resources = {r for rule in rules for r in rule["resources"]}
     assert not {"alertmanagers", "thanosrulers", "prometheusagents", "nodes", "ingresses"} & resources
-    assert all("*" not in rule["verbs"] or rule["resources"] != ["*"] for rule in rules)
+    assert not [rule for rule in rules if "*" in rule["verbs"] or "*" in rule["resources"]]

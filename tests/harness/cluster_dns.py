@@ -4,9 +4,10 @@ Users name Services by DNS (`http://<release>-kube-prometheus-prometheus.monitor
 what kube-prometheus-stack's docs give), so the node's pods resolve `<svc>.<ns>` and
 `<svc>.<ns>.svc.cluster.local` as on any cluster: the kubelet points them at the Service's fixed
 ClusterIP (`clusterDNS`), CoreDNS answers from the API (its `kubernetes` plugin). There is no
-upstream to forward other names to (this machine reaches no outside resolver): they get SERVFAIL. Built from the static binary `make node-tools` put in bin/ (tools/coredns), in an image of
-that binary alone; the pod meets the `restricted` Pod Security Standard (it listens on 1053,
-the Service maps 53 to it, so it needs no capability).
+upstream to forward other names to (this machine reaches no outside resolver): they get
+SERVFAIL. Built from the static binary `make node-tools` put in bin/ (tools/coredns), in an
+image of that binary alone; the pod meets the `restricted` Pod Security Standard (it listens on
+1053, the Service maps 53 to it, so it needs no capability).
 """
 
 from __future__ import annotations

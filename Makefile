@@ -115,7 +115,7 @@ bench-decisions: venv ## Rollback rule vs the naive per-window rule (Flagger/Arg
 	@$(PY) bench/decisions.py
 
 .PHONY: bench-server
-bench-server: venv ## Our model server vs MLServer 1.7 under wrk (127.0.0.1, bounded), with ratios
+bench-server: venv ## Our model server vs MLServer 1.7 under wrk (127.0.0.1, bounded), with ratios; p99 with mirroring on vs off (fails above 1.10)
 	@hack/install-debian-tools.sh wrk
 	@$(PY) bench/server.py
 

@@ -3,12 +3,16 @@
 Trains an iris LogisticRegression, starts each server on 127.0.0.1, drives it with single-row
 V2 infer requests at 16 and 64 connections for a bounded time, and prints one table with
 requests/s, p50 and p99 latency, and our ratios to MLServer's better configuration.
+Then mirroring (issue 14's Shadow): p99 at 16 connections of a server mirroring every answer to a
+real candidate server vs the same server without, in alternating rounds; the run fails (exit 1)
+when the median of the rounds' p99 ratios is above MIRROR_P99_GOAL. `--mirroring-only` runs only that part.
 MLServer gets its own virtualenv under .work/bench/ (uvloop<0.20: with uvloop 0.2x MLServer
 1.7.1's worker processes crash at start on Python 3.11); wrk comes from Debian.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -24,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".work" / "bench"
@@ -41,6 +46,11 @@ BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "dat
 # MLServer's adaptive batching: a batch closes at this many requests or after this long.
 MLSERVER_MAX_BATCH_SIZE = 16
 MLSERVER_MAX_BATCH_TIME = 0.002
+# Mirroring: alternating rounds off/on at MIRROR_CONNECTIONS; the goal is on p99 / off p99.
+MIRROR_CONNECTIONS = 16
+MIRROR_ROUNDS = 5
+MIRROR_P99_GOAL = 1.10
+MIRROR_TOKEN = "bench-mirror-token"
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -215,6 +225,123 @@ def measure(name: str, wrk_path: str, script: Path, url: str) -> list[Result]:
     return results
 
 
+def vigil_argv(model_path: Path, port: int, version: str, *extra: str) -> list[str]:
+    """The command line serving `model_path` as iris `version` on 127.0.0.1:`port`."""
+    return [
+        str(VIGIL_SERVER),
+        "--model-uri",
+        str(model_path),
+        "--model-name",
+        MODEL_NAME,
+        "--model-version",
+        version,
+        "--sha256",
+        hashlib.sha256(model_path.read_bytes()).hexdigest(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
+@dataclass(frozen=True)
+class Mirroring:
+    """Alternating rounds without and with mirroring, and what the mirroring server counted."""
+
+    off: list[Result]
+    on: list[Result]
+    copies: dict[str, float]  # vigil_model_mirror_total{kind="predictions"} by result
+
+    @property
+    def p99_ratio(self) -> float:
+        """The median of the rounds' on/off ratios: a round's two runs are back to back, so changes
+        in the machine's load between rounds (other jobs come and go) cancel out."""
+        return median(on.p99_ms / off.p99_ms for off, on in zip(self.off, self.on, strict=True))
+
+    @property
+    def throughput_ratio(self) -> float:
+        return median(r.requests_per_second for r in self.on) / median(
+            r.requests_per_second for r in self.off
+        )
+
+
+def measure_mirroring(model_path: Path, wrk_path: str, script: Path) -> Mirroring:
+    """p99 of a server mirroring to a real candidate vs one that does not, in alternating rounds.
+
+    Both stable servers and the candidate run throughout, so each round differs only in which
+    server wrk drives; the order alternates so that drift in the machine's load weighs on both.
+    """
+    token = WORK / "mirror-token"
+    token.write_text(MIRROR_TOKEN)
+    auth = ("--feedback-token-file", str(token))
+    candidate_port, on_port, off_port = free_port(), free_port(), free_port()
+    candidate = vigil_argv(model_path, candidate_port, "2", "--stable-version", "1", *auth)
+    mirror = ("--mirror-url", f"http://127.0.0.1:{candidate_port}")
+    mirroring = vigil_argv(model_path, on_port, "1", *mirror, *auth)
+    plain = vigil_argv(model_path, off_port, "1", *auth)
+    with (
+        running(f"{VIGIL} (candidate)", candidate, candidate_port),
+        running(f"{VIGIL} (mirroring on)", mirroring, on_port) as on,
+        running(f"{VIGIL} (mirroring off)", plain, off_port) as off,
+    ):
+        for name, url in (("off", off), ("on", on)):
+            step(f"mirroring {name}: warming up for {WARMUP_SECONDS}s")
+            wrk(wrk_path, script, url, MIRROR_CONNECTIONS, WARMUP_SECONDS)
+        runs: dict[str, list[Result]] = {"off": [], "on": []}
+        for round_number in range(MIRROR_ROUNDS):
+            order = (("off", off), ("on", on)) if round_number % 2 == 0 else (("on", on), ("off", off))
+            for name, url in order:
+                step(f"mirroring {name}, round {round_number + 1}: {RUN_SECONDS}s")
+                rps, p50, p99, failed = wrk(wrk_path, script, url, MIRROR_CONNECTIONS, RUN_SECONDS)
+                runs[name].append(
+                    Result(f"{VIGIL} (mirroring {name})", MIRROR_CONNECTIONS, rps, p50, p99, failed)
+                )
+        copies = _mirror_counts(f"http://127.0.0.1:{on_port}/metrics")
+    return Mirroring(runs["off"], runs["on"], copies)
+
+
+def _mirror_counts(metrics_url: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "vigil_model_mirror_total" and sample.labels["kind"] == "predictions"
+    }
+
+
+def mirroring_table(mirroring: Mirroring) -> str:
+    """The two median rows, each round's p99, the ratio against the goal, and the copies counted."""
+    lines = []
+    for name, runs in (("off", mirroring.off), ("on", mirroring.on)):
+        lines.append(
+            f"{VIGIL + f' (mirroring {name}, median)':<40} {MIRROR_CONNECTIONS:>5} "
+            f"{median(r.requests_per_second for r in runs):>9.0f} {median(r.p50_ms for r in runs):>8.2f} "
+            f"{median(r.p99_ms for r in runs):>8.2f} {sum(r.failed for r in runs):>7}"
+        )
+    rounds = ", ".join(
+        f"{a.p99_ms:.2f}/{b.p99_ms:.2f}" for a, b in zip(mirroring.off, mirroring.on, strict=True)
+    )
+    copies = mirroring.copies
+    verdict = "met" if mirroring.p99_ratio <= MIRROR_P99_GOAL else "MISSED"
+    lines += [
+        "",
+        f"mirroring at {MIRROR_CONNECTIONS} connections: p99 on/off {mirroring.p99_ratio:.3f}, the median of "
+        f"{MIRROR_ROUNDS} rounds (goal <= {MIRROR_P99_GOAL:.2f}: {verdict}); "
+        f"req/s on/off {mirroring.throughput_ratio:.3f}",
+        f"p99 ms off/on per round: {rounds}",
+        f"copies mirrored to the candidate: {copies.get('sent', 0):.0f} sent, "
+        f"{copies.get('dropped', 0):.0f} dropped, {copies.get('failed', 0):.0f} failed",
+    ]
+    return "\n".join(lines)
+
+
 def mlserver_model_dir(model_path: Path, batching: bool) -> Path:
     """A model repository for `mlserver start`, with or without adaptive batching."""
     directory = WORK / ("mlserver-batching" if batching else "mlserver-default") / MODEL_NAME
@@ -261,6 +388,9 @@ def table(results: list[Result]) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mirroring-only", action="store_true", help="run only the mirroring rounds")
+    mirroring_only = parser.parse_args().mirroring_only
     started = datetime.now(UTC)
     WORK.mkdir(parents=True, exist_ok=True)
     step(
@@ -269,27 +399,24 @@ def main() -> None:
     step("training the iris LogisticRegression")
     model_path = train_model(WORK / "model")
     wrk_path = ensure_wrk()
-    mlserver = ensure_mlserver()
     script = WORK / "infer.lua"
     script.write_text(WRK_SCRIPT % json.dumps(BODY, separators=(",", ":")))
+    if mirroring_only:
+        mirroring = measure_mirroring(model_path, wrk_path, script)
+        print()
+        print(f"Mirroring: single-row V2 infer, wrk -t1, {RUN_SECONDS}s per run, 127.0.0.1")
+        print(_when(started))
+        print(mirroring_table(mirroring))
+        _exit_if_missed(mirroring)
+        return
+    mlserver = ensure_mlserver()
 
     results: list[Result] = []
     for name, extra in ((VIGIL, []), (f"{VIGIL} (batching off)", ["--batching", "false"])):
         port = free_port()
-        argv = [
-            str(VIGIL_SERVER),
-            "--model-uri",
-            str(model_path),
-            "--model-name",
-            MODEL_NAME,
-            "--model-version",
-            "1",
-            "--sha256",
-            hashlib.sha256(model_path.read_bytes()).hexdigest(),
-        ]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
-        with running(name, argv, port) as url:
+        with running(name, vigil_argv(model_path, port, "1", *extra), port) as url:
             results += measure(name, wrk_path, script, url)
+    mirroring = measure_mirroring(model_path, wrk_path, script)
     for name, batching in (
         ("MLServer 1.7.1 (defaults)", False),
         ("MLServer 1.7.1 (adaptive batching)", True),
@@ -307,10 +434,25 @@ def main() -> None:
 
     print()
     print(f"Single-row V2 infer, iris LogisticRegression, wrk -t1, {RUN_SECONDS}s per run, 127.0.0.1")
-    print(
+    print(_when(started))
+    print(table(results))
+    print()
+    print(mirroring_table(mirroring))
+    _exit_if_missed(mirroring)
+
+
+def _when(started: datetime) -> str:
+    return (
         f"{started:%Y-%m-%d %H:%M} UTC, load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print(table(results))
+
+
+def _exit_if_missed(mirroring: Mirroring) -> None:
+    if mirroring.p99_ratio > MIRROR_P99_GOAL:
+        sys.exit(
+            f"error: with mirroring on, p99 is {mirroring.p99_ratio:.3f}x the p99 without "
+            f"(goal <= {MIRROR_P99_GOAL:.2f})"
+        )
 
 
 if __name__ == "__main__":

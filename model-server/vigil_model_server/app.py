@@ -18,10 +18,12 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vigil_model_server.auth import FeedbackToken
-from vigil_model_server.errors import ApiError, malformed, too_large
+from vigil_model_server.errors import ApiError, malformed, not_found, too_large
 from vigil_model_server.metrics import CONTENT_TYPE, Metrics
+from vigil_model_server.mirror import Mirror
 from vigil_model_server.predictor import PREDICT
 from vigil_model_server.protocol import v1, v2
+from vigil_model_server.protocol.mirror import parse_mirror_request
 from vigil_model_server.settings import Settings
 from vigil_model_server.state import ServerState
 
@@ -95,8 +97,16 @@ def _too_large(size: int, limit: int) -> ApiError:
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
     """The ASGI application serving `settings.model_uri`; the model loads when the app starts."""
-    state = ServerState(settings, metrics or Metrics(settings.model_name, settings.model_version))
-    handlers = _Handlers(state, FeedbackToken(settings.feedback_token_file))
+    metrics = metrics or Metrics(
+        settings.model_name,
+        settings.model_version,
+        mirroring=settings.mirror_url is not None,
+        stable_version=settings.stable_version,
+    )
+    token = FeedbackToken(settings.feedback_token_file)
+    mirror = Mirror(settings, metrics, token.current) if settings.mirror_url is not None else None
+    state = ServerState(settings, metrics, mirror=mirror)
+    handlers = _Handlers(state, token)
 
     def route(path: str, endpoint: str, handler: Handler, method: str) -> Route:
         return Route(path, _Endpoint(endpoint, handler, state.metrics), methods=[method])
@@ -109,6 +119,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
         route("/v2/models/{name}/feedback", "feedback", handlers.feedback, "POST"),
         route(f"{versioned}/infer", "infer", handlers.infer, "POST"),
         route(f"{versioned}/feedback", "feedback", handlers.feedback, "POST"),
+        route("/v2/models/{name}/mirror", "mirror", handlers.mirror, "POST"),
         route("/v2/health/live", "live", handlers.live, "GET"),
         route("/v2/health/ready", "ready", handlers.ready, "GET"),
         route("/metrics", "metrics", handlers.metrics, "GET"),
@@ -127,8 +138,13 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
                 "feedback is unauthenticated: anyone who reaches /feedback can label predictions and so "
                 "decide rollouts; set --feedback-token-file (MODEL_FEEDBACK_TOKEN_FILE)"
             )
+        _warn_about_shadow_settings(settings)
         state.start_loading()
+        if mirror is not None:
+            await mirror.start()
         yield
+        if mirror is not None:
+            await mirror.close()
         log.info("stopped serving %s version %s", settings.model_name, settings.model_version)
 
     router = Router(routes=routes, lifespan=lifespan)
@@ -146,6 +162,23 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> ASGIApp:
             await _unmatched_response(scope, error, settings.model_name)(scope, receive, send)
 
     return app
+
+
+def _warn_about_shadow_settings(settings: Settings) -> None:
+    """Shadow needs the feedback token on both sides: say so at start, not only in failed counts."""
+    if settings.feedback_token_file is not None:
+        return
+    if settings.mirror_url is not None:
+        log.warning(
+            "mirroring to %s without a feedback token: the candidate refuses unauthenticated copies; "
+            "set --feedback-token-file (MODEL_FEEDBACK_TOKEN_FILE) to the candidate's token",
+            settings.mirror_url,
+        )
+    if settings.stable_version is not None:
+        log.warning(
+            "shadow candidate without a feedback token: every mirrored request is refused (403); "
+            "set --feedback-token-file (MODEL_FEEDBACK_TOKEN_FILE)"
+        )
 
 
 def _unmatched_response(scope: Scope, error: HTTPException, model_name: str) -> Response:
@@ -276,6 +309,34 @@ class _Handlers:
                 "labelled": scored.labelled,
                 "correct": scored.correct,
                 "accuracy": scored.accuracy,
+            }
+        )
+
+    async def mirror(self, request: Request) -> Response:
+        stable_version = self._settings.stable_version
+        if stable_version is None:
+            raise not_found(
+                "this server is not a shadow candidate (it has no STABLE_VERSION), so it takes no mirrored "
+                "requests"
+            )
+        service = self._state.service_for(request.path_params["name"], None)
+        if not self._token.required:
+            raise ApiError(
+                403,
+                "mirrored requests need the feedback token and this server has none: set "
+                "--feedback-token-file (MODEL_FEEDBACK_TOKEN_FILE) on both releases",
+            )
+        self._token.check(request.headers.get("authorization"))
+        payload = await read_json(request, self._settings.max_body_bytes)
+        mirrored = parse_mirror_request(payload, stable_version)
+        recorded = await service.record_mirrored(mirrored)
+        return json_response(
+            {
+                "model_name": self._settings.model_name,
+                "model_version": self._settings.model_version,
+                "stable_version": stable_version,
+                "recorded": recorded,
+                "known": len(mirrored.ids) - recorded,
             }
         )
 

@@ -33,6 +33,15 @@ class FeedbackToken:
         """Whether feedback needs a token at all."""
         return self.path is not None
 
+    def current(self) -> bytes | None:
+        """The token to present to this model's shadow candidate; None if there is none."""
+        if self.path is None:
+            return None
+        try:
+            return self._current(self.path)
+        except ApiError:
+            return None
+
     def check(self, authorization: str | None) -> None:
         """Pass, or raise 401 (no or wrong token) or 503 (the token file is missing or empty)."""
         if self.path is None:

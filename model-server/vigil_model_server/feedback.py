@@ -16,7 +16,12 @@ class PredictionCache:
         self.max_rows = max_rows
         # None marks an id already labelled (it weighs one row, so those are evicted too).
         self._entries: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        # A shadow candidate's ids also hold the stable release's predictions of the same rows.
+        self._stable: dict[str, np.ndarray] = {}
         self._rows = 0
+
+    def __contains__(self, response_id: str) -> bool:
+        return response_id in self._entries
 
     def check_new(self, response_id: str) -> None:
         """409 if `response_id` is remembered already (awaiting labels or labelled): ids are never reused."""
@@ -27,20 +32,50 @@ class PredictionCache:
                 "(or none: the server makes a random one)",
             )
 
-    def remember(self, response_id: str, predictions: np.ndarray) -> None:
+    def remember(
+        self, response_id: str, predictions: np.ndarray, stable_predictions: np.ndarray | None = None
+    ) -> None:
         """Keep a copy of `predictions` for feedback by `response_id` (not if larger than the whole cache).
 
         A copy, because `predictions` may be a view into a whole batch's output, which it would pin.
         An id remembered already is refused (409), so a labelled id is never opened again.
+        `stable_predictions`: the stable release's predictions of the same rows (a shadow candidate).
         """
         self.check_new(response_id)
         if len(predictions) > self.max_rows:
             return
         self._entries[response_id] = predictions.copy()
+        if stable_predictions is not None:
+            self._stable[response_id] = stable_predictions.copy()
         self._rows += len(predictions)
         while self._rows > self.max_rows:
-            _, evicted = self._entries.popitem(last=False)
+            evicted_id, evicted = self._entries.popitem(last=False)
+            self._stable.pop(evicted_id, None)
             self._rows -= _weight(evicted)
+
+    def remember_pairs(
+        self, response_ids: list[str], row_counts: list[int], predictions: np.ndarray, stable: np.ndarray
+    ) -> int:
+        """Keep each id's rows of `predictions` and of the stable's `stable`; returns how many were new.
+
+        Ids known already are left as they are. One call per mirrored post of hundreds of ids: this
+        loop is a shadow candidate's main cost, hence no call per id.
+        """
+        entries, paired = self._entries, self._stable
+        recorded = start = 0
+        for response_id, count in zip(response_ids, row_counts, strict=True):
+            end = start + count
+            if response_id not in entries and count <= self.max_rows:
+                entries[response_id] = predictions[start:end].copy()
+                paired[response_id] = stable[start:end].copy()
+                self._rows += count
+                recorded += 1
+            start = end
+        while self._rows > self.max_rows:
+            evicted_id, evicted = entries.popitem(last=False)
+            paired.pop(evicted_id, None)
+            self._rows -= _weight(evicted)
+        return recorded
 
     def predictions(self, response_id: str) -> np.ndarray:
         """The predictions of response `response_id`: 404 if unknown or evicted, 409 if labelled."""
@@ -54,6 +89,10 @@ class PredictionCache:
             raise ApiError(409, f"prediction {response_id!r} already has labels; each id takes labels once")
         return predictions
 
+    def stable_predictions(self, response_id: str) -> np.ndarray | None:
+        """The stable release's predictions of response `response_id`'s rows, if it was mirrored here."""
+        return self._stable.get(response_id)
+
     def mark_labelled(self, response_id: str) -> None:
         """Refuse further labels for `response_id`; frees its predictions."""
         self._forget(response_id)
@@ -63,6 +102,7 @@ class PredictionCache:
     def _forget(self, response_id: str) -> None:
         if response_id in self._entries:
             self._rows -= _weight(self._entries.pop(response_id))
+            self._stable.pop(response_id, None)
 
 
 def _weight(entry: np.ndarray | None) -> int:

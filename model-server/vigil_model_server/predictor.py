@@ -91,33 +91,48 @@ class Predictor:
         """Ground-truth `labels` for `n_rows` predictions as an array comparable with them; else 422."""
         if self.classes is None:
             raise invalid("feedback needs a classifier; this model has no classes_ to compare labels with")
-        if not isinstance(labels, list) or any(isinstance(label, list | dict) for label in labels):
-            raise invalid('"labels" must be a flat list with one class label per row')
-        if len(labels) != n_rows:
-            raise invalid(f'"labels" has {len(labels)} label(s) for {n_rows} row(s); give one per row')
-        self._check_label_types(labels)
-        array = np.asarray(labels)
+        array = self._class_values(labels, n_rows, "labels", "label")
         unknown = array[~np.isin(array, self.classes)]
         if unknown.size:
             shown = self._shown_classes()
             raise invalid(f"label {unknown[0].item()!r} is not one of the model's classes: {shown}")
         return array
 
-    def _check_label_types(self, labels: list[object]) -> None:
-        """422 unless every label is of the classes' type: numbers for numeric classes, else strings.
+    def other_predictions(self, predictions: object, n_rows: int) -> np.ndarray:
+        """Another version's predictions of `n_rows` rows, comparable with labels; else 422.
+
+        Of the classes' type but not checked against this model's classes: the other version may
+        predict a class this one does not know (and is then wrong).
+        """
+        return self._class_values(predictions, n_rows, "predictions", "prediction")
+
+    def _class_values(self, values: object, n_rows: int, field: str, one: str) -> np.ndarray:
+        if not isinstance(values, list) or any(isinstance(value, list | dict) for value in values):
+            raise invalid(f'"{field}" must be a flat list with one class {one} per row')
+        if len(values) != n_rows:
+            raise invalid(f'"{field}" has {len(values)} {one}(s) for {n_rows} row(s); give one per row')
+        self._check_types(values, one)
+        return np.asarray(values)
+
+    def _check_types(self, values: list[object], one: str) -> None:
+        """422 unless every value is of the classes' type: numbers for numeric classes, else strings.
 
         JSON null and booleans are never labels (numpy would compare true as the class 1).
         """
-        assert self.classes is not None
-        kind = self.classes.dtype.kind
+        kind = self.classes.dtype.kind if self.classes is not None else "O"
         numeric, strings = kind in "iuf", kind == "U"
         wanted: tuple[type, ...] = (int, float) if numeric else (str,) if strings else (int, float, str)
-        for label in labels:
-            if type(label) not in wanted or (type(label) is int and not -(2**63) <= label < 2**64):
+        for value in values:
+            if type(value) not in wanted or (type(value) is int and not -(2**63) <= value < 2**64):
                 names = "numbers" if numeric else "strings" if strings else "numbers or strings"
+                known = (
+                    "a class"
+                    if self.classes is None
+                    else f"one of the model's classes: {self._shown_classes()}"
+                )
                 raise invalid(
-                    f"label {label!r} is not one of the model's classes: {self._shown_classes()} "
-                    f"(labels are {names}; null, true and false are never labels)"
+                    f"{one} {value!r} is not {known} "
+                    f"({one}s are {names}; null, true and false are never {one}s)"
                 )
 
     def _shown_classes(self) -> str:

@@ -1,4 +1,9 @@
-"""One loaded model at work: predictions through the micro-batcher, feedback, and their metrics."""
+"""One loaded model at work: predictions through the micro-batcher, feedback, and their metrics.
+
+Shadow, both sides: a stable release mirrors what it answered and the labels it scored (when it has
+a `Mirror`); a candidate records mirrored requests under the stable's ids, with the stable's
+predictions, and counts each labelled pair by who was right.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ from vigil_model_server.errors import too_large
 from vigil_model_server.feedback import AccuracyWindow, PredictionCache
 from vigil_model_server.loader import LoadedModel
 from vigil_model_server.metrics import Metrics
+from vigil_model_server.mirror import Mirror
 from vigil_model_server.predictor import PREDICT, Predictor
+from vigil_model_server.protocol.mirror import MirrorRequest
 from vigil_model_server.settings import Settings
 
 
@@ -38,10 +45,13 @@ class Scored:
 class ModelService:
     """Predicts and scores for one model; build it on the event loop's thread (see Predictor)."""
 
-    def __init__(self, model: LoadedModel, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, model: LoadedModel, settings: Settings, metrics: Metrics, mirror: Mirror | None = None
+    ) -> None:
         self.model = model
         self.predictor = Predictor(model.estimator)
         self._metrics = metrics
+        self._mirror = mirror
         self._max_infer_rows = settings.max_infer_rows
         self._max_feedback_rows = settings.max_feedback_rows
         max_rows = settings.batch_max_size if settings.batching else 1
@@ -89,7 +99,21 @@ class ModelService:
         response_id = request_id or secrets.token_urlsafe(16)
         if PREDICT in results:
             self._cache.remember(response_id, results[PREDICT])
+            if self._mirror is not None:
+                self._mirror.offer_predictions(response_id, rows, results[PREDICT])
         return Inference(response_id, results)
+
+    async def record_mirrored(self, mirrored: MirrorRequest) -> int:
+        """Predict rows the stable release answered; keep both predictions under its ids for labels.
+
+        Returns how many ids were recorded: an id remembered already is left as it is.
+        """
+        rows = mirrored.rows
+        self._check_rows(rows, self._max_infer_rows, "mirror", "MODEL_MAX_INFER_ROWS")
+        stable = self.predictor.other_predictions(mirrored.predictions, len(rows))
+        own = self.predictor.check_finite(PREDICT, await self._batchers[PREDICT].submit(rows))
+        self._metrics.predictions.inc(len(rows))
+        return self._cache.remember_pairs(mirrored.ids, mirrored.row_counts, own, stable)
 
     async def feedback_for_rows(self, rows: np.ndarray, labels: object) -> Scored:
         """Predict `rows` now and score the predictions against `labels`."""
@@ -98,7 +122,10 @@ class ModelService:
         truth = self.predictor.labels(labels, len(rows))
         predictions = self.predictor.check_finite(PREDICT, await self._batchers[PREDICT].submit(rows))
         self._metrics.predictions.inc(len(rows))
-        return self._score(predictions, truth)
+        scored, _ = self._score(predictions, truth)
+        if self._mirror is not None:
+            self._mirror.offer_labelled_rows(rows, predictions, truth.tolist())
+        return scored
 
     def feedback_for_id(self, response_id: str, labels: object) -> Scored:
         """Score the predictions of the earlier response `response_id` against `labels`, once.
@@ -109,8 +136,14 @@ class ModelService:
         self._check_feedback_size(labels, max(self._max_feedback_rows, self._max_infer_rows))
         predictions = self._cache.predictions(response_id)
         truth = self.predictor.labels(labels, len(predictions))
+        stable = self._cache.stable_predictions(response_id)
         self._cache.mark_labelled(response_id)
-        return self._score(predictions, truth)
+        scored, correct = self._score(predictions, truth)
+        if stable is not None:
+            self._metrics.observe_paired(correct, np.asarray(stable == truth, dtype=bool))
+        if self._mirror is not None:
+            self._mirror.offer_labels(response_id, truth.tolist())
+        return scored
 
     def _check_rows(self, rows: np.ndarray, limit: int, request: str, setting: str) -> None:
         self.predictor.check_rows(rows)
@@ -128,9 +161,10 @@ class ModelService:
                 f"the feedback request has {len(labels)} labels; the limit is {limit} ({setting})"
             )
 
-    def _score(self, predictions: np.ndarray, truth: np.ndarray) -> Scored:
+    def _score(self, predictions: np.ndarray, truth: np.ndarray) -> tuple[Scored, np.ndarray]:
+        """The feedback result, and per row whether the prediction was right."""
         correct = np.asarray(predictions == truth, dtype=bool)
         n_correct = int(np.count_nonzero(correct))
         accuracy = self._accuracy.add(correct)
         self._metrics.observe_feedback(len(truth), n_correct, accuracy)
-        return Scored(labelled=len(truth), correct=n_correct, accuracy=accuracy)
+        return Scored(labelled=len(truth), correct=n_correct, accuracy=accuracy), correct

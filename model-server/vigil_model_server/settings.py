@@ -38,6 +38,10 @@ class Settings:
     max_infer_rows: int = 10_000
     max_header_bytes: int = 16384
     max_concurrency: int = 0  # 0: no limit (uvicorn counts idle connections too, probes included)
+    mirror_url: str | None = None  # a shadow candidate's base URL: mirror predictions and labels there
+    mirror_queue_size: int = 1024
+    mirror_timeout_seconds: float = 2.0
+    stable_version: str | None = None  # set: this server is a shadow candidate paired with that version
 
 
 def _non_negative_int(text: str) -> int:
@@ -101,6 +105,21 @@ def _log_level(text: str) -> str:
     if lowered not in ("debug", "info", "warning", "error"):
         raise ValueError(f"must be debug, info, warning or error, got {text!r}")
     return lowered
+
+
+def _mirror_url(text: str) -> str | None:
+    """An http(s) base URL without a trailing slash; empty means no mirroring."""
+    if not text:
+        return None
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", text):
+        raise ValueError(
+            f"must be an http:// or https:// base URL, like http://10.96.12.34:8080; got {text!r}"
+        )
+    return text.rstrip("/")
+
+
+def _optional(text: str) -> str | None:
+    return text or None
 
 
 def _non_empty(text: str) -> str:
@@ -218,6 +237,34 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
         "max_concurrency",
         _non_negative_int,
         "open connections, idle ones included, at most; more get 503, probes too (default 0: no limit)",
+    ),
+    (
+        "--mirror-url",
+        "MIRROR_URL",
+        "mirror_url",
+        _mirror_url,
+        "base URL of a shadow candidate to mirror predictions and labels to (default: no mirroring)",
+    ),
+    (
+        "--mirror-queue-size",
+        "MIRROR_QUEUE_SIZE",
+        "mirror_queue_size",
+        _positive_int,
+        "rows waiting to be mirrored, at most; more are dropped and counted (default 1024)",
+    ),
+    (
+        "--mirror-timeout-seconds",
+        "MIRROR_TIMEOUT_SECONDS",
+        "mirror_timeout_seconds",
+        _positive_float,
+        "deadline for one post to the shadow candidate (default 2)",
+    ),
+    (
+        "--stable-version",
+        "STABLE_VERSION",
+        "stable_version",
+        _optional,
+        "serve as a shadow candidate paired with this stable version (enables /mirror)",
     ),
 ]
 

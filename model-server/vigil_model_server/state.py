@@ -19,6 +19,7 @@ from collections.abc import Callable
 from vigil_model_server.errors import ApiError, not_found
 from vigil_model_server.loader import LoadedModel, LoadError, LoadOptions, StoreUnavailable, load_model
 from vigil_model_server.metrics import Metrics
+from vigil_model_server.mirror import Mirror
 from vigil_model_server.redaction import redact_text, redact_uri
 from vigil_model_server.service import ModelService
 from vigil_model_server.settings import Settings
@@ -45,10 +46,15 @@ class ServerState:
     """Holds the ModelService once loading succeeded, or the reason it failed."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, exit_process: Callable[[int], object] = os._exit
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        exit_process: Callable[[int], object] = os._exit,
+        mirror: Mirror | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.mirror = mirror
         self.service: ModelService | None = None
         self.load_error: str | None = None
         self.retrying_because: str | None = None
@@ -122,7 +128,7 @@ class ServerState:
 
     def _serve(self, model: LoadedModel) -> None:
         try:
-            self.service = ModelService(model, self.settings, self.metrics)
+            self.service = ModelService(model, self.settings, self.metrics, self.mirror)
         # The warm-up calls the model: a model pickled by another scikit-learn version can fail
         # there with anything (AttributeError, IndexError, ...). Readiness must say so.
         except Exception as error:

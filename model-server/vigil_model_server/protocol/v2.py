@@ -13,6 +13,7 @@ from vigil_model_server.predictor import PREDICT, Predictor, v2_datatype
 from vigil_model_server.protocol.arrays import kind_name, numbers, rows_from_instances
 
 INPUT_NAME = "input-0"
+MAX_ID_LENGTH = 256
 _EXAMPLE = (
     '{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}]}'
 )
@@ -118,8 +119,8 @@ def _requested_outputs(outputs: object) -> tuple[str, ...]:
 def _request_id(request_id: object) -> str | None:
     if request_id is None:
         return None
-    if type(request_id) is not str or not request_id or len(request_id) > 256:
-        raise malformed('"id" must be a string of 1 to 256 characters')
+    if type(request_id) is not str or not request_id or len(request_id) > MAX_ID_LENGTH:
+        raise malformed(f'"id" must be a string of 1 to {MAX_ID_LENGTH} characters')
     return request_id
 
 

@@ -91,3 +91,18 @@ def test_a_remembered_id_is_never_opened_again(labelled: bool) -> None:
             cache.predictions("client-7")
     else:
         np.testing.assert_array_equal(cache.predictions("client-7"), [0])
+
+
+def test_a_shadow_candidate_keeps_the_stable_predictions_until_labelled_or_evicted() -> None:
+    cache = PredictionCache(max_rows=3)
+    cache.remember("mirrored", np.array([0, 1]), np.array([0, 2]))
+    cache.remember("own", np.array([1]))
+
+    np.testing.assert_array_equal(cache.stable_predictions("mirrored"), [0, 2])
+    assert cache.stable_predictions("own") is None
+    cache.mark_labelled("mirrored")
+    assert cache.stable_predictions("mirrored") is None
+
+    cache.remember("next", np.array([2]), np.array([2]))
+    cache.remember("last", np.array([2, 2, 2]), np.array([1, 1, 1]))  # evicts all three before it
+    assert ("next" in cache, cache.stable_predictions("next")) == (False, None)

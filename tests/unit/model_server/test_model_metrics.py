@@ -100,3 +100,33 @@ def test_refused_feedback_changes_no_counter(service_and_metrics: tuple[ModelSer
     asyncio.run(bad_feedback())
 
     assert value(metrics, "vigil_model_feedback_total") == 2
+
+
+def test_paired_counts_split_labelled_rows_by_who_was_right() -> None:
+    metrics = Metrics("iris", "4", stable_version="3")
+    paired = {"stable_version": "3", "version": "4"}
+    at_start = {
+        outcome: value(metrics, "vigil_model_paired_feedback_total", **paired, outcome=outcome)
+        for outcome in ("both_right", "both_wrong", "only_stable_right", "only_candidate_right")
+    }
+
+    metrics.observe_paired(
+        candidate_right=np.array([True, True, False, False, True]),
+        stable_right=np.array([True, False, True, False, True]),
+    )
+
+    assert at_start == dict.fromkeys(at_start, 0.0)
+    assert {
+        outcome: value(metrics, "vigil_model_paired_feedback_total", **paired, outcome=outcome)
+        for outcome in at_start
+    } == {"both_right": 2.0, "only_candidate_right": 1.0, "only_stable_right": 1.0, "both_wrong": 1.0}
+
+
+def test_mirror_counts_exist_at_zero_only_on_a_mirroring_server() -> None:
+    mirroring, plain = Metrics("iris", "3", mirroring=True), Metrics("iris", "3")
+
+    for kind in ("predictions", "labels"):
+        for result in ("sent", "dropped", "failed"):
+            assert value(mirroring, "vigil_model_mirror_total", kind=kind, result=result) == 0.0
+    assert b"vigil_model_mirror_total" not in plain.exposition()
+    assert b"vigil_model_paired_feedback_total" not in plain.exposition()

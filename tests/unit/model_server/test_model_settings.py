@@ -88,3 +88,32 @@ def test_the_hardening_settings_have_safe_defaults_and_their_variables() -> None
     assert settings.feedback_token_file == "/var/run/vigil/feedback/token"
     assert (settings.max_feedback_rows, settings.max_infer_rows) == (50, 500)
     assert (settings.max_header_bytes, settings.max_concurrency) == (8192, 64)
+
+
+def test_the_shadow_settings_are_off_by_default_and_read_from_their_variables() -> None:
+    defaults = parse_settings(REQUIRED, environ={})
+    environ = {
+        "MIRROR_URL": "http://10.96.12.34:8080/",
+        "MIRROR_QUEUE_SIZE": "64",
+        "MIRROR_TIMEOUT_SECONDS": "0.5",
+        "STABLE_VERSION": "2",
+    }
+
+    settings = parse_settings(REQUIRED, environ=environ)
+
+    assert (defaults.mirror_url, defaults.stable_version) == (None, None)
+    assert (defaults.mirror_queue_size, defaults.mirror_timeout_seconds) == (1024, 2.0)
+    assert settings.mirror_url == "http://10.96.12.34:8080"  # no trailing slash: paths are appended
+    assert (settings.mirror_queue_size, settings.mirror_timeout_seconds) == (64, 0.5)
+    assert settings.stable_version == "2"
+    assert parse_settings(REQUIRED, environ={"MIRROR_URL": "", "STABLE_VERSION": ""}) == defaults
+
+
+@pytest.mark.parametrize(
+    "url", ["10.96.12.34:8080", "ftp://candidate", "http://", "http://a b", "http://c?x=1"]
+)
+def test_a_mirror_url_must_be_an_http_base_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings([*REQUIRED, "--mirror-url", url], environ={})
+
+    assert "--mirror-url: must be an http:// or https:// base URL" in capsys.readouterr().err

@@ -1,0 +1,256 @@
+"""Mirroring to a shadow candidate: a copy of each answered request and of each label, sent later.
+
+The stable release answers first; a copy then waits in a queue bounded in rows, and one background
+task posts the copies to the candidate, many requests per post (a post costs both servers about
+the same for 1 request as for 500). A full queue drops the copy and counts it: a user never waits
+for the candidate. Labels take the same queue, and each is posted only once every prediction
+queued before it has been, so the candidate knows an id by the time its label comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable, Collection, Coroutine
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import orjson
+
+from vigil_model_server.metrics import Metrics
+from vigil_model_server.protocol.mirror import mirror_document
+from vigil_model_server.settings import Settings
+
+log = logging.getLogger("vigil_model_server")
+
+# Posts in flight at most: enough to hide a round trip, few enough not to crowd the candidate.
+CONCURRENT_POSTS = 4
+# A post closes at this many requests (or half the queue's rows, if fewer: the rest of the queue
+# takes what arrives meanwhile), or this long after the worker found requests waiting. A post
+# costs the stable server 0.5-1.5 ms of CPU (httpx) and the candidate about 1 ms, whatever its
+# size, so posts must be few: at 2,000 requests a second, posts 20 ms apart added 60% to the stable
+# server's CPU per request, 100 ms apart 10% (`make bench-server`).
+MAX_REQUESTS_PER_POST = 512
+LINGER_SECONDS = 0.25
+# Feature values per post, at most (unless one request has more): about 1.5 MB of JSON, well under
+# the candidate's MAX_BODY_BYTES.
+MAX_VALUES_PER_POST = 65536
+
+
+# Plain slotted classes: one is made per answered request, on the stable server's hot path.
+@dataclass(slots=True)
+class _Predictions:
+    response_id: str
+    rows: np.ndarray
+    predictions: np.ndarray
+
+
+@dataclass(slots=True)
+class _Labels:
+    document: dict[str, object]  # a feedback document by id: {"id": ..., "labels": [...]}
+    weight: int
+
+
+class Mirror:
+    """Sends copies of answered requests and labels to the candidate at `settings.mirror_url`.
+
+    `token` gives the feedback token to send as the bearer (None: none is configured or readable).
+    Build it anywhere; `start` and `close` run on the server's event loop.
+    """
+
+    def __init__(self, settings: Settings, metrics: Metrics, token: Callable[[], bytes | None]) -> None:
+        assert settings.mirror_url is not None
+        self._models_url = f"{settings.mirror_url}/v2/models/{settings.model_name}"
+        self._stable_version = settings.model_version
+        self._max_queued_rows = settings.mirror_queue_size
+        self._full_post_rows = max(1, settings.mirror_queue_size // 2)
+        self._max_rows_per_post = settings.max_infer_rows
+        self._timeout = settings.mirror_timeout_seconds
+        self._metrics = metrics
+        self._token = token
+        self._queue: deque[_Predictions | _Labels] = deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(CONCURRENT_POSTS)
+        self._prediction_posts: set[asyncio.Task[None]] = set()
+        self._posts: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
+        self._running = False
+        self._client: httpx.AsyncClient | None = None
+        self._last_failure: str | None = None  # its kind: a status code, an exception's name
+
+    async def start(self) -> None:
+        """Open the keep-alive client and start posting."""
+        limits = httpx.Limits(max_connections=CONCURRENT_POSTS, max_keepalive_connections=CONCURRENT_POSTS)
+        self._client = httpx.AsyncClient(limits=limits, timeout=self._timeout)
+        self._worker = asyncio.create_task(self._run(), name="mirror")
+        self._running = True
+        log.info("mirroring predictions and labels to %s", self._models_url)
+
+    async def close(self) -> None:
+        """Stop: posts in flight get their timeout to finish; what is still queued is counted dropped."""
+        self._running = False
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        if self._posts:
+            _, late = await asyncio.wait(self._posts, timeout=self._timeout)
+            for post in late:
+                post.cancel()
+        for item in self._queue:
+            self._metrics.count_mirrored(_kind(item), "dropped")
+        self._queue.clear()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def offer_predictions(self, response_id: str, rows: np.ndarray, predictions: np.ndarray) -> None:
+        """Queue the rows of answered request `response_id` and their predictions, or drop them."""
+        if self._has_room(len(rows)):
+            self._put(_Predictions(response_id, rows, predictions), len(rows))
+        else:
+            self._metrics.count_mirrored("predictions", "dropped")
+
+    def offer_labels(self, response_id: str, labels: list[object]) -> None:
+        """Queue labels for the answer `response_id`, or drop them."""
+        if self._has_room(len(labels)):
+            self._put(_Labels({"id": response_id, "labels": labels}, len(labels)), len(labels))
+        else:
+            self._metrics.count_mirrored("labels", "dropped")
+
+    def offer_labelled_rows(self, rows: np.ndarray, predictions: np.ndarray, labels: list[object]) -> None:
+        """Queue rows labelled on arrival as a prediction under a new id plus its labels, so they pair too."""
+        if self._has_room(2 * len(rows)):
+            response_id = secrets.token_urlsafe(16)
+            self._put(_Predictions(response_id, rows, predictions), len(rows))
+            self._put(_Labels({"id": response_id, "labels": labels}, len(labels)), len(labels))
+        else:
+            self._metrics.count_mirrored("predictions", "dropped")
+            self._metrics.count_mirrored("labels", "dropped")
+
+    def _has_room(self, rows: int) -> bool:
+        return self._running and self._queued_rows + rows <= self._max_queued_rows
+
+    def _put(self, item: _Predictions | _Labels, rows: int) -> None:
+        self._queue.append(item)
+        self._queued_rows += rows
+        if len(self._queue) == 1 or self._post_is_full():
+            self._wake.set()
+
+    def _post_is_full(self) -> bool:
+        return len(self._queue) >= MAX_REQUESTS_PER_POST or self._queued_rows >= self._full_post_rows
+
+    async def _run(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            if not self._post_is_full():
+                # Let more requests join this post; a full post's worth ends the wait early.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LINGER_SECONDS):
+                        await self._wake.wait()
+            await self._slots.acquire()
+            if isinstance(self._queue[0], _Labels):
+                labels = self._take_labels()
+                # Once every prediction queued before these labels has been posted.
+                self._spawn(self._send_labels(labels, tuple(self._prediction_posts)))
+            else:
+                post = self._spawn(self._send_predictions(self._take_predictions()))
+                self._prediction_posts.add(post)
+                post.add_done_callback(self._prediction_posts.discard)
+
+    def _spawn(self, coroutine: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+        task.add_done_callback(lambda _: self._slots.release())
+        return task
+
+    def _take_labels(self) -> _Labels:
+        labels = self._queue.popleft()
+        assert isinstance(labels, _Labels)
+        self._queued_rows -= labels.weight
+        return labels
+
+    def _take_predictions(self) -> list[_Predictions]:
+        """The requests at the head of the queue that fit one post (at least one)."""
+        batch: list[_Predictions] = []
+        rows = values = 0
+        while self._queue and len(batch) < MAX_REQUESTS_PER_POST:
+            item = self._queue[0]
+            if not isinstance(item, _Predictions):
+                break
+            if batch and (
+                rows + len(item.rows) > self._max_rows_per_post
+                or values + item.rows.size > MAX_VALUES_PER_POST
+            ):
+                break
+            batch.append(item)
+            self._queue.popleft()
+            rows += len(item.rows)
+            values += item.rows.size
+        self._queued_rows -= rows
+        return batch
+
+    async def _send_predictions(self, batch: list[_Predictions]) -> None:
+        document = mirror_document(
+            self._stable_version,
+            [item.response_id for item in batch],
+            [len(item.rows) for item in batch],
+            np.concatenate([item.rows for item in batch]),
+            np.concatenate([item.predictions for item in batch]),
+        )
+        body = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+        sent = await self._post("mirror", body)
+        self._metrics.count_mirrored("predictions", "sent" if sent else "failed", len(batch))
+
+    async def _send_labels(self, labels: _Labels, earlier: Collection[asyncio.Task[None]]) -> None:
+        if earlier:
+            await asyncio.wait(earlier)
+        sent = await self._post("feedback", orjson.dumps(labels.document))
+        self._metrics.count_mirrored("labels", "sent" if sent else "failed")
+
+    async def _post(self, endpoint: str, body: bytes) -> bool:
+        """Post `body` to the candidate's `endpoint` within the timeout; whether it took it (2xx)."""
+        assert self._client is not None
+        headers = {"content-type": "application/json"}
+        token = self._token()
+        if token is not None:
+            headers["authorization"] = f"Bearer {token.decode()}"
+        url = f"{self._models_url}/{endpoint}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(url, content=body, headers=headers)
+        except TimeoutError:
+            late = f"no answer from {url} within {self._timeout:g}s (MIRROR_TIMEOUT_SECONDS)"
+            self._report(late, "timeout")
+            return False
+        except httpx.HTTPError as error:
+            self._report(f"{url}: {type(error).__name__}: {error}", type(error).__name__)
+            return False
+        if response.is_success:
+            self._report(None, None)
+            return True
+        status = response.status_code
+        self._report(f"{url} answered {status}: {response.text[:300]}", str(status))
+        return False
+
+    def _report(self, problem: str | None, kind: str | None) -> None:
+        """Log a failure when its kind changes, and the recovery: not one line per post."""
+        if kind == self._last_failure:
+            return
+        if problem is None:
+            log.info("mirroring to %s works again", self._models_url)
+        else:
+            log.warning("mirroring failed (counted in vigil_model_mirror_total): %s", problem)
+        self._last_failure = kind
+
+
+def _kind(item: _Predictions | _Labels) -> str:
+    return "predictions" if isinstance(item, _Predictions) else "labels"

@@ -22,7 +22,7 @@ from harness.processes import LocalProcess, ProcessGroup
 from harness.waiting import wait_for
 
 CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
-CRDS_DIR = BIN_DIR / "flux-crds"
+CRDS_DIR = BIN_DIR / "flux-crds"  # a link to the cache; kubectl -f reads it resolved
 # The annotation `flux reconcile` sets: the controller reconciles at once and echoes the value in
 # status.lastHandledReconcileAt when it has.
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -58,9 +58,9 @@ class LocalFlux:
         """Install Flux's CRDs (pinned: the modules' config/crd/bases) and start the controllers."""
         if absent := missing():
             raise RuntimeError(f"missing {', '.join(absent)} in {BIN_DIR}: run `make flux-tools`")
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR))
-        workdir.mkdir(parents=True, exist_ok=True)
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR.resolve()))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR.resolve()))
+        (workdir / "artifacts").mkdir(parents=True, exist_ok=True)
         storage_address = f"127.0.0.1:{free_port()}"
         env = {
             **cluster.env(),

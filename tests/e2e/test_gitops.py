@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ import pytest
 import yaml
 from unit.test_argocd_health import evaluate_health
 
-from harness.cluster import REPO_ROOT, LocalCluster
+from harness.cluster import REPO_ROOT, VENV_BIN, LocalCluster
 from harness.flux import LocalFlux, ready_condition
 from harness.gitserver import GitHttpServer, GitWorkspace
 from harness.helm import CHART
@@ -127,6 +128,7 @@ class GitOpsStory:
     name: str = "iris"
     kustomization: str = "models"
     done: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
     STEPS = ("v1", "bad_v2", "forced_reconciliations", "manual_retry", "good_v3", "revert_to_v1")
 
@@ -136,9 +138,15 @@ class GitOpsStory:
 
     def reach(self, step: str) -> Any:
         for earlier in self.STEPS[: self.STEPS.index(step) + 1]:
+            if earlier in self.failed:
+                pytest.fail(f"the story's step {earlier!r} failed in an earlier test: {self.failed[earlier]}")
             if earlier not in self.done:
                 started = time.monotonic()
-                self.done[earlier] = getattr(self, f"_{earlier}")()
+                try:
+                    self.done[earlier] = getattr(self, f"_{earlier}")()
+                except BaseException as error:
+                    self.failed[earlier] = str(error).splitlines()[0] if str(error) else repr(error)
+                    raise
                 timed(f"story_{earlier}", time.monotonic() - started)
         return self.done[step]
 
@@ -174,6 +182,15 @@ class GitOpsStory:
         except AssertionError as error:
             status = self.kustomization_obj().get("status")
             raise AssertionError(f"{error}\nKustomization status: {yaml.safe_dump(status)}") from None
+
+    def reconciliations_of(self, *, revision: str) -> int:
+        """How many times Flux reconciled `revision` (status.history counts them per revision)."""
+        history = (self.kustomization_obj().get("status") or {}).get("history") or []
+        return sum(
+            entry["totalReconciliations"]
+            for entry in history
+            if entry.get("metadata", {}).get("revision", "").endswith(revision)
+        )
 
     def applied(self, revision: str) -> Callable[[dict[str, Any]], bool]:
         return lambda obj: (obj.get("status") or {}).get("lastAttemptedRevision", "").endswith(revision)
@@ -250,10 +267,20 @@ class GitOpsStory:
         before = stack.mdep(self.name)
         deployment_before = stack.deployment(self.name)["metadata"]["generation"]
         rollouts_before = stack.reasons(self.name).count("RolloutStarted")
+        counted_before = self.reconciliations_of(revision=self.done["bad_v2"]["revision"])
         sampler = Sampler(self)
         reconciliations = [
             self.site.flux.reconcile("Kustomization", self.namespace, self.kustomization) for _ in range(3)
         ]
+        # ... and two of Flux's own retries (retryInterval) after them, still sampled.
+        counted_after = wait_for(
+            lambda: (
+                (n := self.reconciliations_of(revision=self.done["bad_v2"]["revision"])) >= counted_before + 5
+                and n
+            ),
+            timeout=60,
+            what="two more retries of the failing Kustomization",
+        )
         samples = sampler.stop()
         after = stack.mdep(self.name)
         result = {
@@ -269,33 +296,45 @@ class GitOpsStory:
             "rolled_back": stack.reasons(self.name).count("RolledBack"),
             "reconciliations": reconciliations,
             "samples": samples,
+            "counted": (counted_before, counted_after),
         }
         record_scenario_3(self, result)
         return result
 
     def _manual_retry(self) -> dict[str, Any]:
-        """Scenario 6: with the operator stopped, `vigil.dev/action=retry` by hand, then Flux
-        reconciles (server-side apply); the annotation stays until the operator handles it."""
+        """Scenario 6, with the operator stopped so that only Flux acts on the annotation:
+        `kubectl annotate` (field manager kubectl-annotate) is undone by Flux's next apply;
+        `kubectl vigil retry` (field manager vigil-cli) survives forced reconciliations, and the
+        operator, started again, handles it."""
         assert self.stack.operator is not None
         self.stack.operator.stop()
-        rollouts_before = self.stack.reasons(self.name).count("RolloutStarted")
-        self.site.cluster.kubectl(
-            "annotate", "-n", self.namespace, f"modeldeployment/{self.name}", "vigil.dev/action=retry"
+        mdep = f"modeldeployment/{self.name}"
+        self.site.cluster.kubectl("annotate", "-n", self.namespace, mdep, "vigil.dev/action=retry")
+        by_kubectl = action_and_managers(self.stack.mdep(self.name))
+        self.site.flux.reconcile("Kustomization", self.namespace, self.kustomization)
+        after_flux = action_and_managers(self.stack.mdep(self.name))
+
+        deployment_before = self.stack.deployment(self.name)["metadata"]["generation"]
+        plugin = subprocess.run(
+            [str(VENV_BIN / "kubectl"), "vigil", "retry", self.name, "-n", self.namespace],
+            env=self.site.cluster.env(),
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
+        assert plugin.returncode == 0, plugin.stderr
         reconciled = [
             self.site.flux.reconcile("Kustomization", self.namespace, self.kustomization) for _ in range(2)
         ]
-        annotations_after_sync = self.stack.mdep(self.name)["metadata"].get("annotations") or {}
-        managers = {e["manager"] for e in self.stack.mdep(self.name)["metadata"]["managedFields"]}
+        after_plugin_and_flux = action_and_managers(self.stack.mdep(self.name))
         self.stack.start_operator()
         wait_for(
-            lambda: (
-                "vigil.dev/action" not in (self.stack.mdep(self.name)["metadata"].get("annotations") or {})
-            ),
+            lambda: action_and_managers(self.stack.mdep(self.name))[0] is None,
             timeout=60,
             what="the operator handled the retry (annotation removed)",
         )
-        reasons = self.stack.wait_reason(self.name, "RolloutStarted", count=rollouts_before + 1)
+        reasons = self.stack.wait_reason(self.name, "RetryRequested")
         status = self.stack.wait_status(
             self.name,
             lambda s: (
@@ -304,12 +343,14 @@ class GitOpsStory:
             what="the retried v2 rolled back again",
         )
         return {
+            "by_kubectl": by_kubectl,
+            "after_flux": after_flux,
+            "after_plugin_and_flux": after_plugin_and_flux,
             "reconciled": reconciled,
-            "annotations_after_sync": annotations_after_sync,
-            "managers": managers,
             "reasons": reasons,
             "status": status,
-            "rollouts_before": rollouts_before,
+            "deployment_before": deployment_before,
+            "deployment_after": self.stack.deployment(self.name)["metadata"]["generation"],
         }
 
     def _good_v3(self) -> dict[str, Any]:
@@ -548,6 +589,20 @@ class Sampler:
         return self.samples
 
 
+def action_and_managers(mdep: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The `vigil.dev/action` annotation and the field manager that owns it, if any."""
+    action = (mdep["metadata"].get("annotations") or {}).get("vigil.dev/action")
+    owner = next(
+        (
+            entry["manager"]
+            for entry in mdep["metadata"].get("managedFields") or []
+            if "f:vigil.dev/action" in json.dumps(entry.get("fieldsV1", {}))
+        ),
+        None,
+    )
+    return action, owner
+
+
 def applied_time(mdep: dict[str, Any]) -> str:
     """When Flux last changed the ModelDeployment (its managedFields entry's time)."""
     return next(e["time"] for e in mdep["metadata"]["managedFields"] if e["manager"] == KUSTOMIZE_MANAGER)
@@ -570,6 +625,8 @@ def record_scenario_3(story: GitOpsStory, forced: dict[str, Any]) -> None:
         f"serves {forced['deployment_version']}",
         f"RolloutStarted events before: {forced['rollouts_before']}, after: {forced['rollouts_after']}; "
         f"RolledBack events: {forced['rolled_back']}",
+        "Reconciliations of the v2 revision (Kustomization status.history): before "
+        f"{forced['counted'][0]}, after {forced['counted'][1]} (3 forced, the rest Flux's retries)",
         "## Kustomization Ready after each forced reconciliation",
         *(
             f"- requestedAt {k['status']['lastHandledReconcileAt']}: {ready_condition(k)['status']} "
@@ -638,15 +695,16 @@ def test_3_bad_v2_is_rolled_back_and_forced_reconciliations_apply_nothing(story:
 
 def test_6_manual_action_annotation_survives_flux_apply_until_handled(story: GitOpsStory) -> None:
     retry = story.reach("manual_retry")
-    assert retry["annotations_after_sync"].get("vigil.dev/action") == "retry", (
-        "Flux's server-side apply left the annotation set by hand"
-    )
-    assert KUSTOMIZE_MANAGER in retry["managers"]
-    assert "kubectl-annotate" in retry["managers"]
+    # `kubectl annotate`: Flux's apply removes fields managed by "kubectl*" Update managers.
+    assert retry["by_kubectl"] == ("retry", "kubectl-annotate")
+    assert retry["after_flux"] == (None, None), "Flux removed the annotation set with kubectl annotate"
+    # `kubectl vigil retry` (manager vigil-cli): still there after two more reconciliations.
+    assert retry["after_plugin_and_flux"] == ("retry", "vigil-cli")
     for kustomization in retry["reconciled"]:
         assert ready_condition(kustomization)["reason"] == "HealthCheckFailed"
-    # The operator, once back, retried v2 (one more rollout) and rolled it back again.
-    assert retry["reasons"].count("RolloutStarted") == retry["rollouts_before"] + 1
+    # The operator, once back, retried v2 (the Deployment to v2 and back) and rolled it back again.
+    assert retry["reasons"].count("RetryRequested") == 1
+    assert retry["deployment_after"] == retry["deployment_before"] + 2
     assert retry["status"]["failedVersion"] == "v2"
     assert story.stack.deployment_version("iris") == "v1"
 

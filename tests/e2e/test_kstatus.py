@@ -170,3 +170,16 @@ def test_kstatus_is_failed_while_metrics_are_unavailable_and_current_again_after
     stack.prometheus.restart()
     recovered = watch.until(lambda s: condition(s, "Degraded").get("status") == "False", what="metrics back")
     assert recovered["status"] == "Current"
+
+
+def test_kstatus_alone_calls_a_modeldeployment_without_status_current() -> None:
+    """Before the operator's first status write, kstatus has nothing to wait on: Current. So a
+    Flux `wait` on kstatus alone passes a ModelDeployment applied for the first time at once; the
+    shipped Kustomization's healthCheckExprs wait instead (tests/e2e/test_gitops.py)."""
+    just_applied = {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": "ml", "generation": 1},
+        "spec": {"version": "v1", "model": {"uri": "file:///models/iris.joblib"}},
+    }
+    assert kstatus(just_applied)["status"] == "Current"

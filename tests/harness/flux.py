@@ -26,11 +26,12 @@ CRDS_DIR = BIN_DIR / "flux-crds"  # a link to the cache; kubectl -f reads it res
 # The annotation `flux reconcile` sets: the controller reconciles at once and echoes the value in
 # status.lastHandledReconcileAt when it has.
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-PATHS = {
-    "GitRepository": "/apis/source.toolkit.fluxcd.io/v1/namespaces/{ns}/gitrepositories/{name}",
-    "Kustomization": "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{ns}/kustomizations/{name}",
-    "HelmRelease": "/apis/helm.toolkit.fluxcd.io/v2/namespaces/{ns}/helmreleases/{name}",
-    "HelmChart": "/apis/source.toolkit.fluxcd.io/v1/namespaces/{ns}/helmcharts/{name}",
+# kind: (group, version, plural) of the Flux objects the tests read.
+RESOURCES = {
+    "GitRepository": ("source.toolkit.fluxcd.io", "v1", "gitrepositories"),
+    "HelmChart": ("source.toolkit.fluxcd.io", "v1", "helmcharts"),
+    "Kustomization": ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations"),
+    "HelmRelease": ("helm.toolkit.fluxcd.io", "v2", "helmreleases"),
 }
 
 
@@ -101,7 +102,8 @@ class LocalFlux:
         self.api.close()
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return self.api.get(PATHS[kind].format(ns=namespace, name=name))
+        group, version, plural = RESOURCES[kind]
+        return self.api.get(f"/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}")
 
     def request_reconcile(self, kind: str, namespace: str, name: str) -> str:
         """What `flux reconcile` does: set the requestedAt annotation; returns its value."""
@@ -111,7 +113,7 @@ class LocalFlux:
             "--overwrite",
             "-n",
             namespace,
-            f"{kind.lower()}.{GROUPS[kind]}/{name}",
+            f"{RESOURCES[kind][2]}.{RESOURCES[kind][0]}/{name}",
             f"{REQUESTED_AT}={token}",
         )
         return token
@@ -147,11 +149,3 @@ class LocalFlux:
         return wait_for(
             ready, timeout=timeout, what=f"{kind} {namespace}/{name} Ready at {revision or 'any'}"
         )
-
-
-GROUPS = {
-    "GitRepository": "source.toolkit.fluxcd.io",
-    "Kustomization": "kustomize.toolkit.fluxcd.io",
-    "HelmRelease": "helm.toolkit.fluxcd.io",
-    "HelmChart": "source.toolkit.fluxcd.io",
-}

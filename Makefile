@@ -172,11 +172,11 @@ kind-demo: kind-up images deploy ## kind-up + images + deploy, then a sample Mod
 	@echo "kubectl --context $(KIND_CONTEXT) get mdep -n ml -w   (docs/install.md: models and Prometheus on kind)"
 
 .PHONY: demo
-demo: deps ## The whole story: rollout, accuracy in Prometheus, automatic rollback; on a real node when it can (NODE=real|kwok; KEEP=1 leaves it up)
+demo: deps ## The whole story: rollout, accuracy in Prometheus, automatic rollback; on a real node when it can (NODE=real|kwok; KEEP=1 leaves it up; STRATEGY=shadow)
 	@if [ "$(NODE)" != kwok ] && PYTHONPATH=tests $(PY) -m harness.node can-run >/dev/null; then \
 		echo "[demo] this machine can run a real node: building (or reusing) its tools and the images"; \
 		$(MAKE) --no-print-directory node-deps; fi
-	@PYTHONPATH=tests $(PY) hack/demo.py --node $(or $(NODE),auto) $(if $(filter-out 0,$(KEEP)),--keep,)
+	@PYTHONPATH=tests $(PY) hack/demo.py --node $(or $(NODE),auto) $(if $(filter-out 0,$(KEEP)),--keep,) $(if $(STRATEGY),--strategy $(STRATEGY),)
 
 .PHONY: demo-down
 demo-down: venv ## Stop a demo left running with KEEP=1

@@ -17,6 +17,7 @@ It talks only to the cluster it starts, through the kubeconfig it writes under -
 
     make demo              # run and tear down (NODE=real or NODE=kwok forces a path)
     make demo KEEP=1       # leave it running to explore; `make demo-down` stops it
+    make demo STRATEGY=shadow  # v2 as a shadow: mirrored copies only, rejected having answered no user
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ ANALYSIS = {
     "evaluationDelay": "1s",  # the demo's Prometheus scrapes every second, on this machine
 }
 STATE_FILE = "demo-state.json"
+STRATEGIES = ("replace", "shadow")
+# A user inference, whichever protocol: what a shadow must never have answered.
+USER_ENDPOINTS = "infer|v1_predict"
 
 
 class DemoError(RuntimeError):
@@ -110,9 +114,17 @@ def choose_path(wanted: str) -> tuple[str, str]:
 
 
 class Demo:
-    def __init__(self, workdir: Path, prometheus_port: int, narrator: Narrator, path: str = "kwok") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        prometheus_port: int,
+        narrator: Narrator,
+        path: str = "kwok",
+        strategy: str = "replace",
+    ) -> None:
         self.workdir = workdir
         self.path = path
+        self.strategy = strategy
         self.prometheus_port = prometheus_port
         self.say = narrator.say
         self.narrator = narrator
@@ -184,6 +196,8 @@ class Demo:
         self.say(
             "Starting the stand-in kubelet (runs a real model server per release) and labelled traffic ..."
         )
+        # The harness first, then whatever the caller had (a checkout's own packages, say).
+        harness_path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
         self.processes.start(
             "agent",
             [
@@ -201,7 +215,7 @@ class Demo:
                 "--log-dir",
                 str(self.workdir / "logs" / "servers"),
             ],
-            env={"PYTHONPATH": str(ROOT / "tests")},
+            env={"PYTHONPATH": harness_path},
         )
         self._write_state()
 
@@ -248,6 +262,8 @@ class Demo:
         else:
             spec |= {"image": "vigil-model-server:demo", "podAnnotations": {"kwok.x-k8s.io/status": "custom"}}
         spec |= {"replicas": 2, "analysis": ANALYSIS}
+        if self.strategy == "shadow":  # v1 too: the first version has nothing to shadow, so it replaces
+            spec["strategy"] = {"type": "Shadow"}
         return yaml.safe_dump(
             {
                 "apiVersion": "vigil.dev/v1alpha1",
@@ -281,6 +297,9 @@ class Demo:
             if key not in seen:
                 seen.add(key)
                 line = f"{status.get('currentVersion', '-')}: phase {status.get('phase', '-')}"
+                staged = status.get("strategy") or {}
+                if staged:
+                    line += f" ({staged.get('stage')} candidate, {staged.get('candidatePercent')}% of users)"
                 if check:
                     line += f"; check {check['verdict']}: {check['reason']}"
                 self.say(line)
@@ -306,14 +325,29 @@ class Demo:
         self.say("v1 passed its checks and is promoted: Ready.")
         self.get_mdep()
 
-        self.say("Applying version v2 (the degraded model):")
+        shadow = self.strategy == "shadow"
+        if shadow:
+            self.say(
+                "Applying version v2 (the degraded model) as a shadow: v1 keeps answering every request"
+                " and mirrors a copy of each, with its label, to v2, which answers no user:"
+            )
+        else:
+            self.say("Applying version v2 (the degraded model):")
         v2 = self.manifest("v2")
         self.marks["v2_applied"] = datetime.now(UTC)
         self.cluster.kubectl("apply", "-f", "-", input=v2)
         status = self.follow(lambda s: s.get("phase") == "RolledBack", "v2 to be rolled back")
         wait_for(self._deployment_on_v1, timeout=60, interval=0.1, what="the Deployment back on v1")
         self.marks["back_on_v1"] = datetime.now(UTC)
-        self.say("The operator rolled v2 back to v1 by itself. The spec still says v2 (git stays the truth):")
+        if shadow:
+            self.say(
+                "The operator rejected the shadow v2 by itself: its Deployment and Service are gone and v1,"
+                " which answered every request throughout, stops mirroring. The spec still says v2:"
+            )
+        else:
+            self.say(
+                "The operator rolled v2 back to v1 by itself. The spec still says v2 (git stays the truth):"
+            )
         self.get_mdep()
         events = self.kubectl(
             "get",
@@ -383,9 +417,32 @@ class Demo:
                 "failed": len(self.traffic.failures),
                 "failures": self.traffic.failures[:10],
             }
+        summary["strategy"] = self.strategy
+        if self.strategy == "shadow":
+            summary["shadow"] = self.shadow_counts()
         summary["plot"] = str(self.plot(rollback_at))
         (self.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def shadow_counts(self) -> dict[str, int]:
+        """What v2 answered as a shadow, from its own request counters: user inferences (must be 0)
+        and the mirror posts it took (each carries many copies); and, through the Service, what users
+        got from it (the real path's traffic)."""
+        prometheus = self.prometheus
+        assert prometheus is not None
+        span = f"{int(time.monotonic() - self.narrator.started) + 5}s"
+        selector = f'namespace="{NAMESPACE}", model="{NAME}", version="v2"'
+
+        def requests(endpoints: str) -> int:
+            # Each pod's counter at its highest over the demo, summed, as for the accuracy.
+            series = f'vigil_model_requests_total{{{selector}, endpoint=~"{endpoints}"}}'
+            result = prometheus.query(f"sum(max_over_time({series}[{span}]))")
+            return int(float(result[0]["value"][1])) if result else 0
+
+        counts = {"user_inferences": requests(USER_ENDPOINTS), "mirror_posts": requests("mirror")}
+        if self.traffic is not None:
+            counts["answered_through_the_service"] = self.traffic.versions("infer").get("v2", 0)
+        return counts
 
     def _first_failing_check_time(self) -> datetime | None:
         assert self.api is not None
@@ -420,10 +477,12 @@ class Demo:
             version = series["metric"].get("version", "?")
             axes.plot([p[0] for p in points], [p[1] for p in points], label=f"{version} (mean over its pods)")
         axes.axhline(THRESHOLD, color="grey", linestyle="--", label=f"threshold {THRESHOLD}")
-        axes.axvline(rollback_at, color="red", linestyle=":", label="automatic rollback")
+        shadow = self.strategy == "shadow"
+        decision = "shadow rejected" if shadow else "automatic rollback"
+        axes.axvline(rollback_at, color="red", linestyle=":", label=decision)
         axes.set_ylim(0.5, 1.02)
         axes.set_ylabel("accuracy (last labelled predictions)")
-        axes.set_title("Vigil demo: v2 rolled back on accuracy")
+        axes.set_title(f"Vigil demo: {'shadow v2 rejected' if shadow else 'v2 rolled back'} on accuracy")
         axes.legend(loc="lower left")
         figure.autofmt_xdate()
         path = self.workdir / "accuracy.png"
@@ -485,7 +544,15 @@ def print_summary(summary: dict[str, Any]) -> None:
     where = "a real node (containerd)" if summary["path"] == "real" else "kwok (simulated pods)"
     print(f"  ran on: {where}")
     verdict = "yes" if summary["rolled_back"] else "NO"
-    print(f"  v2 rolled back by itself: {verdict}; serving: {summary['serving']}")
+    if summary.get("strategy") == "shadow":
+        shadow = summary["shadow"]
+        print(f"  v2 rejected as a shadow by itself: {verdict}; serving: {summary['serving']}")
+        print(
+            f"  user inferences v2 answered: {shadow['user_inferences']}"
+            f" (mirror posts it took from v1: {shadow['mirror_posts']})"
+        )
+    else:
+        print(f"  v2 rolled back by itself: {verdict}; serving: {summary['serving']}")
     print(
         f"  time from applying v2 to its first failing check: {summary['seconds_to_first_failing_check']} s"
     )
@@ -552,6 +619,12 @@ def main() -> int:
         default=os.environ.get("NODE") or "auto",
         help="a real node (containerd, kubelet) or kwok; auto: real when this machine can run it",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=(os.environ.get("STRATEGY") or "replace").lower(),
+        help="how v2 reaches requests: replace (all of them) or shadow (mirrored copies, answers no user)",
+    )
     args = parser.parse_args()
     if args.down:
         return down(args.workdir)
@@ -566,7 +639,7 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     narrator.say(f"Path: {'a real node' if path == 'real' else 'kwok'}: {why}.")
-    demo = Demo(args.workdir, args.prometheus_port, narrator, path)
+    demo = Demo(args.workdir, args.prometheus_port, narrator, path, args.strategy)
     keep = False
     try:
         demo.start()

@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from vigil_operator import constants as c
 from vigil_operator.decisions import ObservedDeployment, release_id
@@ -51,6 +51,25 @@ def common_labels(owner: Owner) -> dict[str, str]:
     }
 
 
+def candidate_name(owner: Owner) -> str:
+    """The candidate's Deployment and Service (Shadow and Canary)."""
+    return owner.name + c.CANDIDATE_SUFFIX
+
+
+def candidate_selector_labels(owner: Owner) -> dict[str, str]:
+    """What selects the candidate's pods, as a shadow and as a canary alike (selectors are immutable)."""
+    return {c.LABEL_CANDIDATE_OF: owner.name}
+
+
+def candidate_pod_labels(owner: Owner, *, in_service: bool) -> dict[str, str]:
+    """A shadow's pods lack the label the ModelDeployment's Service selects on, so it sends them no
+    user request; a canary's carry it, so the Service spreads requests over both tracks' pods."""
+    labels = {**common_labels(owner), **candidate_selector_labels(owner), c.LABEL_TRACK: c.TRACK_CANDIDATE}
+    if not in_service:
+        del labels[c.LABEL_MODEL]
+    return labels
+
+
 def feedback_secret_name(model_deployment: str) -> str:
     """The Secret holding a ModelDeployment's feedback token."""
     return model_deployment + c.FEEDBACK_SECRET_SUFFIX
@@ -89,8 +108,80 @@ def deployment_for(
     retries: int = 0,
     scrape_annotations: bool = False,
     default_resources: dict[str, Any] | None = None,
+    replicas: int | Literal["spec"] | None = "spec",
+    mirror_url: str | None = None,
 ) -> dict[str, Any]:
-    """The Deployment that runs `release` (not necessarily spec's: a rollback runs the stable one).
+    """The main Deployment, behind the Service: it runs `release` (not necessarily spec's: a
+    rollback, a shadow or a canary runs the stable one there).
+
+    `replicas` replaces spec's (a canary keeps part of them for the candidate); None leaves them
+    out. `mirror_url` (a shadow's candidate Service) makes the servers mirror every request there.
+    """
+    return _deployment(
+        owner,
+        spec,
+        release,
+        name=owner.name,
+        selector=selector_labels(owner),
+        pod_labels=common_labels(owner),
+        replicas=spec.replicas if replicas == "spec" else replicas,
+        extra_env=[{"name": "MIRROR_URL", "value": mirror_url}] if mirror_url else [],
+        retries=retries,
+        scrape_annotations=scrape_annotations,
+        default_resources=default_resources,
+    )
+
+
+def candidate_deployment_for(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    release: Release,
+    *,
+    stable_version: str,
+    replicas: int,
+    in_service: bool,
+    retries: int = 0,
+    scrape_annotations: bool = False,
+    default_resources: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The candidate's own Deployment: a shadow (`in_service` False: only its own Service reaches
+    it) or a canary (the ModelDeployment's Service selects it beside the stable pods).
+
+    `STABLE_VERSION` lets its servers take mirrored requests and count each label against the
+    stable release's prediction for the same id (the paired counts).
+    """
+    return _deployment(
+        owner,
+        spec,
+        release,
+        name=candidate_name(owner),
+        selector=candidate_selector_labels(owner),
+        pod_labels=candidate_pod_labels(owner, in_service=in_service),
+        replicas=replicas,
+        extra_env=[{"name": "STABLE_VERSION", "value": stable_version}],
+        retries=retries,
+        scrape_annotations=scrape_annotations,
+        default_resources=default_resources,
+        labels={c.LABEL_TRACK: c.TRACK_CANDIDATE},
+    )
+
+
+def _deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    release: Release,
+    *,
+    name: str,
+    selector: dict[str, str],
+    pod_labels: dict[str, str],
+    replicas: int | None,
+    extra_env: list[dict[str, str]],
+    retries: int,
+    scrape_annotations: bool,
+    default_resources: dict[str, Any] | None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of model servers running `release`.
 
     Its pod template carries the release id (`vigil.dev/release`), which is how the operator
     recognises its rollout whatever admission webhooks change; `retries` is part of that id.
@@ -112,6 +203,7 @@ def deployment_for(
         env.append({"name": "MODEL_SHA256", "value": release.sha256})
     if spec.allow_unpinned_pickle:
         env.append({"name": "MODEL_ALLOW_UNPINNED_PICKLE", "value": "true"})
+    env.extend(extra_env)
     container: dict[str, Any] = {
         "name": "model-server",
         "image": release.image,
@@ -150,7 +242,7 @@ def deployment_for(
         container["resources"] = resources
     template = {
         "metadata": {
-            "labels": {**spec.pod_labels, **common_labels(owner), c.LABEL_VERSION: release.version},
+            "labels": {**spec.pod_labels, **pod_labels, c.LABEL_VERSION: release.version},
             "annotations": {
                 **spec.pod_annotations,
                 **(SCRAPE_ANNOTATIONS if scrape_annotations else {}),
@@ -180,9 +272,9 @@ def deployment_for(
             ],
         },
     }
-    deployment_spec: dict[str, Any] = {} if spec.replicas is None else {"replicas": spec.replicas}
+    deployment_spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
     deployment_spec |= {
-        "selector": {"matchLabels": selector_labels(owner)},
+        "selector": {"matchLabels": selector},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "progressDeadlineSeconds": spec.progress_deadline_seconds,
         "revisionHistoryLimit": 3,
@@ -192,10 +284,11 @@ def deployment_for(
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": owner.name,
+            "name": name,
             "namespace": owner.namespace,
             "labels": {
                 **common_labels(owner),
+                **(labels or {}),
                 c.LABEL_VERSION: release.version,
                 c.LABEL_SPEC_HASH: spec_hash(deployment_spec),
             },
@@ -207,22 +300,52 @@ def deployment_for(
 
 def service_for(owner: Owner) -> dict[str, Any]:
     """The Service in front of whichever release serves."""
+    return _service(owner, owner.name, common_labels(owner), selector_labels(owner))
+
+
+def candidate_service_for(owner: Owner) -> dict[str, Any]:
+    """A shadow's own Service: where the stable servers mirror requests and forward labels."""
+    labels = {**common_labels(owner), c.LABEL_TRACK: c.TRACK_CANDIDATE}
+    return _service(owner, candidate_name(owner), labels, candidate_selector_labels(owner))
+
+
+def _service(owner: Owner, name: str, labels: dict[str, str], selector: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": owner.name,
+            "name": name,
             "namespace": owner.namespace,
-            "labels": common_labels(owner),
+            "labels": labels,
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
-            "selector": selector_labels(owner),
+            "selector": selector,
             "ports": [
-                {"name": c.SERVER_PORT_NAME, "port": 80, "targetPort": c.SERVER_PORT_NAME, "protocol": "TCP"}
+                {
+                    "name": c.SERVER_PORT_NAME,
+                    "port": c.SERVICE_PORT,
+                    "targetPort": c.SERVER_PORT_NAME,
+                    "protocol": "TCP",
+                }
             ],
         },
     }
+
+
+def service_url(service: dict[str, Any]) -> str | None:
+    """`http://<clusterIP>:<port>` of a Service, or None before it has a ClusterIP.
+
+    By address, not by DNS name: the mirror must work in clusters without cluster DNS (the local
+    test clusters have none), and a ClusterIP never changes while the Service exists.
+    """
+    spec = service.get("spec") or {}
+    address = spec.get("clusterIP")
+    if not address or address == "None":
+        return None
+    ports = spec.get("ports") or [{}]
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{ports[0].get('port', c.SERVICE_PORT)}"
 
 
 def observe(deployment: dict[str, Any], rollout_started_at: datetime | None = None) -> ObservedDeployment:
@@ -249,10 +372,15 @@ def observe(deployment: dict[str, Any], rollout_started_at: datetime | None = No
         for condition in status.get("conditions") or []
     )
     template_meta = (spec.get("template") or {}).get("metadata") or {}
+    # The current template's pods that are available, at most: Deployment status counts updated
+    # and available pods apart, so during a roll this may count one surged pod not ready yet.
+    in_service = (template_meta.get("labels") or {}).get(c.LABEL_MODEL) is not None
+    ready = min(updated, status.get("availableReplicas", 0) or 0) if up_to_date and in_service else 0
     return ObservedDeployment(
         release_id=(template_meta.get("annotations") or {}).get(c.ANNOTATION_RELEASE),
         available=available,
         deadline_exceeded=deadline_exceeded,
+        ready_in_service=ready,
     )
 
 

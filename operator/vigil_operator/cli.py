@@ -49,6 +49,15 @@ def render(mdep: dict[str, Any], events: Sequence[dict[str, Any]], now: datetime
         ),
         "Conditions:  " + "  ".join(_condition(status, kind) for kind in CONDITIONS),
     ]
+    strategy = status.get("strategy") or {}
+    if strategy:
+        share, replicas = strategy.get("candidatePercent"), strategy.get("candidateReplicas", 0)
+        lines.append(
+            f"Strategy:    {strategy.get('type', '?')}, step {strategy.get('step', '?')} of "
+            f"{strategy.get('steps', '?')}: {strategy.get('stage', '?')}, the candidate answers "
+            + ("an unknown share (HPA)" if share is None else f"{share}%")
+            + f" of user requests ({replicas} replica{'' if replicas == 1 else 's'} of its own)"
+        )
     check = status.get("lastCheck") or {}
     if check:
         lines += [

@@ -14,6 +14,14 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MODEL = "vigil.dev/model"
 LABEL_VERSION = "vigil.dev/version"
+# Shadow and Canary: the candidate runs in a Deployment of its own, `<name>-candidate`, whose
+# selector is `vigil.dev/candidate-of: <name>`. Its pods carry `vigil.dev/model: <name>` only as a
+# canary, when the ModelDeployment's Service (which selects on that label) must send them requests.
+CANDIDATE_SUFFIX = "-candidate"
+LABEL_CANDIDATE_OF = "vigil.dev/candidate-of"
+LABEL_TRACK = "vigil.dev/track"  # `candidate` on the candidate's Deployment, pods and Service
+TRACK_CANDIDATE = "candidate"
+SERVICE_PORT = 80
 
 # On the owned Deployment: the hash of the spec the operator last applied. An apply that changes
 # the Deployment while this hash stays the same reverted someone else's edit (drift), not a

@@ -1,10 +1,13 @@
 """The decision core: what to run and what to report, given what is observed. Pure.
 
 `decide()` takes the desired release (from spec), the facts recorded in status, the
-observed Deployment, the outcome of this round's check (if one was due) and a manual
-action, and returns the release the Deployment must run, the new facts, and the events
-to emit. Every rollout, promotion and rollback rule lives here and nowhere else; the
-Kopf handlers only read the inputs, call this, and apply the answer.
+observed Deployments, the outcome of this round's check (if one was due) and a manual
+action, and returns what each Deployment must run (`Tracks`: the main one behind the
+Service, and a Shadow or Canary candidate's own), the new facts, and the events to emit.
+Every rollout, promotion, rejection and rollback rule lives here and nowhere else; the
+strategy is looked up once, when a rollout starts (`strategies.staged_rollout`), and from
+then on its stages are facts. The Kopf handlers only read the inputs, call this, and apply
+the answer.
 
 The phase and the conditions are derived from the facts (`phase_of`, `conditions_of`),
 so they can never disagree with them.
@@ -31,6 +34,7 @@ from vigil_operator.analysis import (
 )
 from vigil_operator.constants import HISTORY_LIMIT
 from vigil_operator.releases import AnalysisSpec, Release, StrategySpec
+from vigil_operator.strategies import StagedRollout, StageKind, Tracks, staged_rollout, tracks_for
 
 
 class Phase(enum.StrEnum):
@@ -67,6 +71,11 @@ class Reason(enum.StrEnum):
     ACTION_IGNORED = "ActionIgnored"
     APPLY_FAILED = "ApplyFailed"  # the API server refused the Deployment (shell-reported)
     DRIFT_CORRECTED = "DriftCorrected"  # an edit of the owned Deployment was reverted (shell-reported)
+    SHADOW_STARTED = "ShadowStarted"
+    SHADOW_PASSED = "ShadowPassed"
+    SHADOW_REJECTED = "ShadowRejected"  # also a rollback reason: the candidate answered no user
+    CANARY_STEP_STARTED = "CanaryStepStarted"
+    CANARY_STEP_PASSED = "CanaryStepPassed"
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,9 @@ class ObservedDeployment:
     release_id: str | None  # its pod template's `vigil.dev/release` annotation; None if missing
     available: bool  # up to date, every replica updated and available
     deadline_exceeded: bool  # its Progressing condition says ProgressDeadlineExceeded
+    # Replicas of its current pod template that are available and selected by the ModelDeployment's
+    # Service (a canary's; 0 for a shadow's): what a canary's stable release may give up.
+    ready_in_service: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,9 @@ class Facts:
     history: tuple[HistoryEntry, ...] = ()
     retries: int = 0  # retries requested so far; part of the release id, so a retry recreates pods
     apply_error: str | None = None  # the API server's message while it refuses the Deployment
+    # Shadow and Canary: the stages of the candidate under analysis and the one it is at (None:
+    # no candidate track, the main Deployment runs `current`).
+    staged: StagedRollout | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +149,7 @@ class Inputs:
     desired: Release
     analysis: AnalysisSpec
     facts: Facts
-    observed: ObservedDeployment | None
+    observed: ObservedDeployment | None  # the main Deployment
     now: datetime
     measurement: Measurement | None = None  # present when `check_due` said so and the shell measured
     plan: QueryPlan | None = None  # what `measurement` measured; it counts only if still the plan
@@ -142,19 +157,32 @@ class Inputs:
     action: Action | None = None
     progress_deadline_seconds: float = 600.0  # from rolloutStartedAt, whatever the Deployment says
     strategy: StrategySpec = field(default_factory=StrategySpec)  # how the candidate reaches requests
+    observed_candidate: ObservedDeployment | None = None  # the candidate's own Deployment, if any
+    replicas: int | None = None  # spec.replicas; None leaves them to an HPA
 
 
 @dataclass(frozen=True)
 class Decision:
-    target: Release  # what the Deployment must run
+    tracks: Tracks  # what the main and the candidate Deployment must run
     facts: Facts
     events: tuple[Event, ...] = ()
     requeue_after: float = 1.0  # seconds until the next look, unless something changes first
 
     @property
+    def target(self) -> Release:
+        """What the main Deployment (behind the Service) must run."""
+        return self.tracks.main
+
+    @property
     def target_id(self) -> str:
-        """The release id the Deployment's pod template must carry."""
+        """The release id the main Deployment's pod template must carry."""
         return release_id(self.target, self.facts.retries)
+
+    @property
+    def candidate_id(self) -> str | None:
+        """The release id of the candidate Deployment's pod template; None when it must not exist."""
+        candidate = self.tracks.candidate
+        return None if candidate is None else release_id(candidate, self.facts.retries)
 
 
 def release_id(release: Release, retries: int = 0) -> str:
@@ -221,7 +249,14 @@ def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan 
         return None
     if phase_of(facts) is Phase.ANALYZING:
         since_serving = (now - facts.serving_since).total_seconds()
-        return QueryPlan(cumulative=True, range_seconds=since_serving, window_seconds=since_serving)
+        shadow = facts.staged is not None and facts.staged.stage.kind is StageKind.SHADOW
+        paired_with = facts.stable.version if shadow and facts.stable is not None else None
+        return QueryPlan(
+            cumulative=True,
+            range_seconds=since_serving,
+            window_seconds=since_serving,
+            paired_with=paired_with,
+        )
     since_counted = (now - (facts.counted_until or last)).total_seconds()
     return QueryPlan(cumulative=False, range_seconds=since_counted, window_seconds=analysis.window)
 
@@ -233,19 +268,32 @@ def decide(inputs: Inputs) -> Decision:
     target = _choose_target(inputs.desired, facts)
     if facts.current != target:
         facts, more = _start_rollout(inputs, facts, target)
-        return Decision(target, facts, events + more, ROLLOUT_POLL_SECONDS)
+        return _decision(inputs, facts, events + more, ROLLOUT_POLL_SECONDS)
     facts, more = _follow_rollout(inputs, facts)
     events += more
     if facts.current != target:  # the rollout failed and was reverted
-        assert facts.current is not None  # reverted to the stable release, never to nothing
-        return Decision(facts.current, facts, events, ROLLOUT_POLL_SECONDS)
+        return _decision(inputs, facts, events, ROLLOUT_POLL_SECONDS)
     plan = check_due(facts, inputs.analysis, inputs.now)
     # A measurement made for another plan (an action this round promoted or reverted) is
     # dropped: the next round measures what the new phase needs.
     if inputs.measurement is not None and plan is not None and plan == inputs.plan:
         facts, more = _apply_check(inputs, facts, inputs.measurement, plan)
         events += more
-    return Decision(facts.current or target, facts, events, _requeue_after(facts, inputs))
+    return _decision(inputs, facts, events, _requeue_after(facts, inputs))
+
+
+def _decision(inputs: Inputs, facts: Facts, events: tuple[Event, ...], requeue_after: float) -> Decision:
+    assert facts.current is not None  # decide() always has a release to run: the spec's, or a restored one
+    candidate = inputs.observed_candidate
+    ours = candidate is not None and candidate.release_id == release_id(facts.current, facts.retries)
+    tracks = tracks_for(
+        facts.current,
+        facts.stable,
+        facts.staged,
+        inputs.replicas,
+        candidate_ready=candidate.ready_in_service if candidate is not None and ours else 0,
+    )
+    return Decision(tracks, facts, events, requeue_after)
 
 
 def _apply_action(inputs: Inputs) -> tuple[Facts, tuple[Event, ...]]:
@@ -319,9 +367,30 @@ def _start_rollout(inputs: Inputs, facts: Facts, target: Release) -> tuple[Facts
         counted_until=None,
         last_check=None,
         history=history,
+        staged=staged_rollout(inputs.strategy, facts.stable, target),
     )
     previous = facts.current.version if facts.current else "nothing"
-    return started, (Event(Reason.ROLLOUT_STARTED, f"rolling out {target.version} (was {previous})"),)
+    events = (Event(Reason.ROLLOUT_STARTED, f"rolling out {target.version} (was {previous})"),)
+    return started, events + _stage_started(started)
+
+
+def _stage_started(facts: Facts) -> tuple[Event, ...]:
+    """The event of the stage the candidate has just entered (none for Replace or a handover)."""
+    staged, current, stable = facts.staged, facts.current, facts.stable
+    if staged is None or staged.handing_over or current is None or stable is None:
+        return ()
+    at = staged.step_of()
+    if staged.stage.kind is StageKind.SHADOW:
+        message = (
+            f"{current.version} runs as a shadow ({at}): {stable.version} answers every request and "
+            f"mirrors a copy to it; both are scored on the same labelled requests"
+        )
+        return (Event(Reason.SHADOW_STARTED, message),)
+    message = (
+        f"{current.version} runs as a canary ({at}): about {staged.stage.percent}% of the replicas behind "
+        f"the Service, {stable.version} the rest"
+    )
+    return (Event(Reason.CANARY_STEP_STARTED, message),)
 
 
 def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, ...]]:
@@ -334,17 +403,19 @@ def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, .
     observed, current = inputs.observed, facts.current
     if facts.serving_since is not None or current is None:
         return facts, ()
+    if _candidate_track_runs_current(facts):
+        observed = inputs.observed_candidate
     expected = release_id(current, facts.retries)
     ours = observed if observed is not None and observed.release_id == expected else None
     available = ours is not None and ours.available
     if facts.degraded_reason is not None:
         if facts.degraded_reason != Reason.PROGRESS_DEADLINE_EXCEEDED or not available:
             return facts, ()
-        serving = replace(facts, degraded_reason=None, serving_since=inputs.now)
+        serving = _serving(replace(facts, degraded_reason=None), inputs.now)
         message = f"{current.version} became available after its progress deadline; {_next_step(serving)}"
         return serving, (Event(Reason.ROLLOUT_COMPLETE, message),)
     if available:
-        serving = replace(facts, serving_since=inputs.now)
+        serving = _serving(facts, inputs.now)
         return serving, (
             Event(Reason.ROLLOUT_COMPLETE, f"{current.version} is available; {_next_step(serving)}"),
         )
@@ -360,6 +431,17 @@ def _follow_rollout(inputs: Inputs, facts: Facts) -> tuple[Facts, tuple[Event, .
     return replace(facts, degraded_reason=Reason.PROGRESS_DEADLINE_EXCEEDED), (
         Event(Reason.PROGRESS_DEADLINE_EXCEEDED, f"{message}; no other release to revert to", warning=True),
     )
+
+
+def _serving(facts: Facts, now: datetime) -> Facts:
+    """`current` became available; a promoted candidate, now in the main Deployment, loses its own track."""
+    handed_over = facts.staged is not None and facts.staged.handing_over
+    return replace(facts, serving_since=now, staged=None if handed_over else facts.staged)
+
+
+def _candidate_track_runs_current(facts: Facts) -> bool:
+    """Whether the release under analysis runs in the candidate's own Deployment (not the main one)."""
+    return facts.staged is not None and not facts.staged.handing_over and facts.current != facts.stable
 
 
 def record_apply(facts: Facts, error: str | None) -> tuple[Facts, tuple[Event, ...]]:
@@ -440,9 +522,25 @@ def _apply_check(
         return facts, events
     promotable = check.verdict is Verdict.PASS and phase_of(facts) is Phase.ANALYZING
     if promotable and streaks.passes >= analysis.success_limit:
-        facts, more = _promote(facts, inputs.now, f"{streaks.passes} checks passed: {check.reason}")
+        facts, more = _pass_stage(facts, inputs.now, f"{streaks.passes} checks passed: {check.reason}")
         events += more
     return facts, events
+
+
+def _pass_stage(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Event, ...]]:
+    """`successLimit` passing checks: on to the strategy's next stage, or promoted after the last."""
+    staged, current = facts.staged, facts.current
+    assert current is not None
+    if staged is None or staged.handing_over:
+        return _promote(facts, now, message)
+    shadow = staged.stage.kind is StageKind.SHADOW
+    reason = Reason.SHADOW_PASSED if shadow else Reason.CANARY_STEP_PASSED
+    passed = Event(reason, f"{current.version} passed {staged.position()}: {message}")
+    if staged.last:
+        promoted, more = _promote(facts, now, message)
+        return promoted, (passed, *more)
+    advanced = replace(facts, staged=staged.next(), streaks=Streaks())
+    return advanced, (passed, *_stage_started(advanced))
 
 
 def _rounded(number: float | None, digits: int = 4) -> float | None:
@@ -484,11 +582,16 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
     failed, stable = facts.current, facts.stable
     assert failed is not None
     assert stable is not None
+    shadow = facts.staged is not None and facts.staged.stage.kind is StageKind.SHADOW
+    if shadow:  # it answered no user request, so nothing is rolled back: it is removed
+        message = f"shadow rejected ({reason}): {message}"
+        reason = Reason.SHADOW_REJECTED
     reverted = replace(
         facts,
         current=stable,
         failed_version=failed.version,
         rollback_reason=reason,
+        staged=None,
         degraded_reason=None,
         rollout_started_at=now,
         serving_since=None,
@@ -497,6 +600,9 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
         counted_until=None,
         history=_remember(facts.history, failed, "failed", now, message),
     )
+    if shadow:
+        kept = f"{failed.version} removed; it answered no user request, {stable.version} answered them all"
+        return reverted, (Event(Reason.SHADOW_REJECTED, f"{kept}: {message}", warning=True),)
     event = Event(
         Reason.ROLLED_BACK, f"rolled back from {failed.version} to {stable.version}: {message}", True
     )
@@ -504,6 +610,11 @@ def _roll_back(facts: Facts, now: datetime, reason: Reason, message: str) -> tup
 
 
 def _promote(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Event, ...]]:
+    """The release under analysis becomes stable; a staged one then takes the main Deployment.
+
+    While the main Deployment rolls to it, the phase is Progressing and the candidate's own track
+    keeps serving; once the main Deployment is available, that track is removed.
+    """
     current = facts.current
     assert current is not None
     promoted = replace(
@@ -514,7 +625,16 @@ def _promote(facts: Facts, now: datetime, message: str) -> tuple[Facts, tuple[Ev
         counted_until=now,  # the watch starts here: what came before was judged by the gate
         history=_remember(facts.history, current, "promoted", now, message),
     )
-    return promoted, (Event(Reason.PROMOTED, f"{current.version} promoted to stable: {message}"),)
+    if facts.staged is None or facts.staged.handing_over:
+        return promoted, (Event(Reason.PROMOTED, f"{current.version} promoted to stable: {message}"),)
+    handing_over = replace(
+        promoted,
+        staged=facts.staged.promoted(),
+        serving_since=None,
+        rollout_started_at=now,
+    )
+    note = f"{current.version} promoted to stable; the main Deployment now rolls to it: {message}"
+    return handing_over, (Event(Reason.PROMOTED, note),)
 
 
 def _previous_stable(facts: Facts) -> Release | None:

@@ -95,12 +95,14 @@ async def apply_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
     return _plain(api, applied)
 
 
-async def apply_service(service: dict[str, Any]) -> None:
+async def apply_service(service: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply of a Service the operator owns; returns it as stored (with its ClusterIP)."""
     api = await connect()
     meta = service["metadata"]
-    await client.CoreV1Api(api).patch_namespaced_service(  # type: ignore[call-arg]
+    applied = await client.CoreV1Api(api).patch_namespaced_service(  # type: ignore[call-arg]
         meta["name"], meta["namespace"], service, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
     )
+    return _plain(api, applied)
 
 
 async def write_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> str:
@@ -213,3 +215,30 @@ async def read_service(namespace: str, name: str) -> dict[str, Any] | None:
         if error.status == 404:
             return None
         raise
+
+
+async def delete_deployment(namespace: str, name: str) -> bool:
+    """Delete a Deployment the operator owns (a candidate's); whether there was one to delete.
+
+    Its pods go in the background (the garbage collector), so the round never waits for them.
+    """
+    api = await connect()
+    try:
+        await client.AppsV1Api(api).delete_namespaced_deployment(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+async def delete_service(namespace: str, name: str) -> bool:
+    """Delete a Service the operator owns (a shadow's); whether there was one to delete."""
+    api = await connect()
+    try:
+        await client.CoreV1Api(api).delete_namespaced_service(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True

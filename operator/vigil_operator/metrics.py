@@ -18,7 +18,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from vigil_operator.analysis import Verdict
 from vigil_operator.decisions import Facts, Phase, Reason, phase_of
 from vigil_operator.releases import AnalysisSpec, Release
-from vigil_operator.status import conditions_of
+from vigil_operator.status import conditions_of, strategy_status
+from vigil_operator.strategies import StageKind
 
 OBJECT = ("namespace", "name")  # every per-object metric's first labels: the ModelDeployment's
 
@@ -50,6 +51,28 @@ THRESHOLD = Gauge(
     "spec.analysis.threshold of each ModelDeployment: below it a version fails its checks",
     OBJECT,
 )
+SHADOW_REJECTIONS = Counter(
+    "vigil_operator_shadow_rejections_total",
+    "Shadow candidates rejected (they answered no user request, so no rollback is counted)",
+    OBJECT,
+)
+STAGE = Gauge(
+    "vigil_operator_strategy_stage",
+    "1 for the stage the candidate is at (status.strategy.stage; None: no candidate track), 0 for the others",
+    [*OBJECT, "stage"],
+)
+STEP = Gauge(
+    "vigil_operator_strategy_step",
+    "The candidate's step in its strategy (status.strategy.step), 0 without a candidate track",
+    OBJECT,
+)
+CANDIDATE_SHARE = Gauge(
+    "vigil_operator_candidate_share",
+    "Share of the replicas behind the Service that run a version under analysis, 0 to 1 "
+    "(a shadow: 0; Replace while analysing: 1); absent while an HPA owns the stable replicas",
+    OBJECT,
+)
+NO_STAGE = "None"
 # Each per-object metric with its label names, in the order `remove` takes their values.
 PER_OBJECT: dict[Counter | Gauge, tuple[str, ...]] = {
     CHECKS: (*OBJECT, "verdict"),
@@ -59,6 +82,10 @@ PER_OBJECT: dict[Counter | Gauge, tuple[str, ...]] = {
     PHASE: (*OBJECT, "phase"),
     DEGRADED: (*OBJECT, "reason"),
     THRESHOLD: OBJECT,
+    SHADOW_REJECTIONS: OBJECT,
+    STAGE: (*OBJECT, "stage"),
+    STEP: OBJECT,
+    CANDIDATE_SHARE: OBJECT,
 }
 # Every `reason` of the rollbacks counter. Each starts at 0: `increase()` needs a sample before
 # the first rollback, or an alert on it would never see the first one.
@@ -73,15 +100,30 @@ class ObjectState:
     phase: Phase
     degraded_reason: str | None  # the Degraded condition's reason while it is True
     threshold: float
+    stage: str = NO_STAGE  # status.strategy.stage
+    step: int = 0  # status.strategy.step
+    candidate_share: float | None = 0.0  # None: unknown (an HPA owns the stable replicas)
 
 
-def object_state(facts: Facts, analysis: AnalysisSpec, desired: Release) -> ObjectState:
+def object_state(
+    facts: Facts, analysis: AnalysisSpec, desired: Release, replicas: int | None = None
+) -> ObjectState:
     """The gauges' values, derived like the status itself, so the two never disagree. Pure."""
     degraded = next(c for c in conditions_of(facts, analysis, desired) if c.type == "Degraded")
+    phase = phase_of(facts)
+    strategy = strategy_status(facts, replicas)
+    if strategy is None:
+        share: float | None = 1.0 if phase is Phase.ANALYZING else 0.0
+    else:
+        percent = strategy["candidatePercent"]
+        share = None if percent is None else percent / 100
     return ObjectState(
-        phase=phase_of(facts),
+        phase=phase,
         degraded_reason=degraded.reason if degraded.status else None,
         threshold=analysis.threshold,
+        stage=NO_STAGE if strategy is None else strategy["stage"],
+        step=0 if strategy is None else strategy["step"],
+        candidate_share=share,
     )
 
 
@@ -95,6 +137,15 @@ def record_state(namespace: str, name: str, state: ObjectState) -> None:
             DEGRADED.remove(*labels)
     DEGRADED.labels(namespace, name, reason).set(0 if state.degraded_reason is None else 1)
     THRESHOLD.labels(namespace, name).set(state.threshold)
+    for stage in (NO_STAGE, *StageKind):
+        STAGE.labels(namespace, name, str(stage)).set(1 if stage == state.stage else 0)
+    STEP.labels(namespace, name).set(state.step)
+    if state.candidate_share is None:
+        if (namespace, name) in _label_values(CANDIDATE_SHARE, OBJECT):
+            CANDIDATE_SHARE.remove(namespace, name)
+    else:
+        CANDIDATE_SHARE.labels(namespace, name).set(state.candidate_share)
+    SHADOW_REJECTIONS.labels(namespace, name)
     for rollback_reason in ROLLBACK_REASONS:
         ROLLBACKS.labels(namespace, name, rollback_reason.value)
     for verdict in Verdict:

@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -411,3 +411,27 @@ async def measure(
         return Measurement(
             error=bounded(f"unexpected answer from Prometheus: {type(error).__name__}: {error}")
         )
+
+
+async def with_paired_counts(
+    access: PrometheusAccess, measurement: Measurement, query: str, at: datetime | None = None
+) -> Measurement:
+    """A shadow check's measurement with the paired counts of `query` added (same time, same range).
+
+    A failed paired query makes the whole check an error: a shadow is judged on both or not at all.
+    """
+    if measurement.error is not None:
+        return measurement
+    try:
+        counts = paired_counts(await instant_query(access, query, at))
+    except PrometheusError as error:
+        return Measurement(error=bounded(f"paired counts: {error}"))
+    except asyncio.CancelledError:
+        raise
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+        return Measurement(
+            error=bounded(
+                f"paired counts: unexpected answer from Prometheus: {type(error).__name__}: {error}"
+            )
+        )
+    return replace(measurement, paired=counts)

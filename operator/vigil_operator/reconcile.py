@@ -18,7 +18,17 @@ from typing import Any
 from vigil_operator import constants as c
 from vigil_operator import feedback, kube, metrics, prometheus
 from vigil_operator.analysis import Measurement, Verdict
-from vigil_operator.builders import Owner, deployment_for, drift, observe, service_for
+from vigil_operator.builders import (
+    Owner,
+    candidate_deployment_for,
+    candidate_name,
+    candidate_service_for,
+    deployment_for,
+    drift,
+    observe,
+    service_for,
+    service_url,
+)
 from vigil_operator.config import Config
 from vigil_operator.decisions import (
     Action,
@@ -33,13 +43,12 @@ from vigil_operator.decisions import (
     decide,
     record_apply,
 )
-from vigil_operator.queries import Target, builtin_accuracy_query, custom_query
+from vigil_operator.queries import Target, builtin_accuracy_query, custom_query, paired_comparison_query
 from vigil_operator.releases import AnalysisSpec, InvalidSpec, ModelDeploymentSpec, parse_spec
 from vigil_operator.status import facts_from_status, status_of, to_timestamp
 from vigil_operator.text import bounded
 
 INVALID_SPEC_RETRY_SECONDS = 60.0
-STRATEGY_NOT_SUPPORTED = "StrategyNotSupported"
 CONFLICT_RETRY_SECONDS = 0.2
 DRIFT_CHANGES_SHOWN = 5  # an event message stays readable; the rest is counted
 
@@ -83,7 +92,8 @@ async def run_check(
     """Render the query and measure through Prometheus `at` the check's time (the core judges).
 
     Never raises for missing data. Pass the `now` the check is recorded with: the next check's
-    range starts there, and only then do back-to-back built-in counts meet exactly.
+    range starts there, and only then do back-to-back built-in counts meet exactly. A shadow's
+    plan (`paired_with`) also reads the paired counts; the recorded query then names both.
     """
     analysis = spec.analysis
     query = (
@@ -99,6 +109,10 @@ async def run_check(
         measurement = Measurement(error=bounded(str(error)))
     else:
         measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at, target=target)
+        if plan.paired_with is not None:
+            paired_query = paired_comparison_query(target, plan.paired_with, plan)
+            measurement = await prometheus.with_paired_counts(access, measurement, paired_query, at)
+            query = f"{query} ; paired: {paired_query}"
     return measurement, query
 
 
@@ -154,16 +168,14 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     except InvalidSpec as error:
         await _report_invalid_spec(body, str(error), now)
         return INVALID_SPEC_RETRY_SECONDS
-    unsupported = spec.strategy.unsupported_reason
-    if unsupported is not None:
-        # Never fall back to Replace: that would give the candidate the requests the spec keeps from it.
-        await _report_invalid_spec(body, unsupported, now, reason=STRATEGY_NOT_SUPPORTED)
-        return INVALID_SPEC_RETRY_SECONDS
 
     facts = facts_from_status(body.get("status"))
     action, raw_action = requested_action(body)
     deployment = await kube.read_deployment(namespace, name)
     observed = observe(deployment, facts.rollout_started_at) if deployment else None
+    # Read whatever the strategy: a candidate left from an earlier rollout must be found to be removed.
+    candidate = await kube.read_deployment(namespace, candidate_name(owner))
+    observed_candidate = observe(candidate, facts.rollout_started_at) if candidate else None
 
     measurement, query = None, ""
     plan = check_due(facts, spec.analysis, now)
@@ -186,6 +198,9 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
             query=query,
             action=action,
             progress_deadline_seconds=spec.progress_deadline_seconds,
+            strategy=spec.strategy,
+            observed_candidate=observed_candidate,
+            replicas=spec.replicas,
         )
     )
     previous = body.get("status") or {}
@@ -205,20 +220,11 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         written = (written[0], await kube.clear_action(namespace, name))
 
     await ensure_feedback_secret(body, owner, logger)
-    wanted = deployment_for(
-        owner,
-        spec,
-        decision.target,
-        retries=decision.facts.retries,
-        scrape_annotations=config.scrape_annotations,
-        default_resources=config.model_server_resources,
-    )
-    # Read again just before the apply: an edit made while this round queried Prometheus would
-    # otherwise be reverted without its DriftCorrected event (the first read predates it).
-    live = await kube.read_deployment(namespace, name) if deployment is not None else None
-    refused = await _apply_deployment(body, live, wanted, now, logger)
+    refused = await _apply_tracks(body, owner, spec, decision, config, now, logger, candidate is not None)
     applied_facts, events = record_apply(decision.facts, refused)
-    metrics.record_state(namespace, name, metrics.object_state(applied_facts, spec.analysis, spec.release))
+    metrics.record_state(
+        namespace, name, metrics.object_state(applied_facts, spec.analysis, spec.release, spec.replicas)
+    )
     if applied_facts != decision.facts:
         stored, resource_version = written
         if await _write_status(body, spec, applied_facts, now, stored, resource_version) is None:
@@ -227,6 +233,71 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
     if await kube.read_service(namespace, name) is None:
         await kube.apply_service(service_for(owner))
     return decision.requeue_after
+
+
+async def _apply_tracks(
+    body: dict[str, Any],
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    decision: Decision,
+    config: Config,
+    now: datetime,
+    logger: logging.Logger,
+    candidate_exists: bool,
+) -> str | None:
+    """Make the Deployments (and a shadow's Service) run what the decision's tracks say.
+
+    The candidate's Service comes first (the stable servers mirror to its ClusterIP, known once it
+    exists), then the candidate's Deployment, then the main one; what is no longer wanted goes
+    last, after the main Deployment took its replicas back. Returns the API server's message
+    when it refuses a Deployment.
+    """
+    tracks, namespace = decision.tracks, owner.namespace
+    options: dict[str, Any] = {
+        "retries": decision.facts.retries,
+        "scrape_annotations": config.scrape_annotations,
+        "default_resources": config.model_server_resources,
+    }
+    service = candidate_service_for(owner)
+    mirror_url = service_url(await kube.apply_service(service)) if tracks.mirrored else None
+    refused = None
+    if tracks.candidate is not None and not tracks.handing_over:
+        wanted_candidate = candidate_deployment_for(
+            owner,
+            spec,
+            tracks.candidate,
+            stable_version=tracks.main.version,
+            replicas=tracks.candidate_replicas,
+            in_service=tracks.candidate_in_service,
+            **options,
+        )
+        live_candidate = (
+            await kube.read_deployment(namespace, candidate_name(owner)) if candidate_exists else None
+        )
+        refused = await _apply_deployment(body, live_candidate, wanted_candidate, now, logger)
+    wanted = deployment_for(
+        owner,
+        spec,
+        decision.target,
+        replicas=tracks.main_replicas,
+        mirror_url=mirror_url,
+        **options,
+    )
+    # Read again just before the apply: an edit made while this round queried Prometheus would
+    # otherwise be reverted without its DriftCorrected event (the first read predates it).
+    live = await kube.read_deployment(namespace, owner.name)
+    refused = await _apply_deployment(body, live, wanted, now, logger) or refused
+    if (
+        tracks.candidate is None
+        and candidate_exists
+        and await kube.delete_deployment(namespace, candidate_name(owner))
+    ):
+        logger.info("candidate Deployment %s/%s deleted", namespace, candidate_name(owner))
+    name = service["metadata"]["name"]
+    if not tracks.mirrored and await kube.read_service(namespace, name) is not None:
+        await kube.delete_service(namespace, name)
+        logger.info("candidate Service %s/%s deleted", namespace, name)
+    return refused
 
 
 async def _write_status(
@@ -241,7 +312,9 @@ async def _write_status(
     resourceVersion, or None when the object changed since `resource_version` (409)."""
     meta = body["metadata"]
     generation = meta.get("generation", 0)
-    status = status_of(facts, spec.analysis, spec.release, generation, now, previous.get("conditions"))
+    status = status_of(
+        facts, spec.analysis, spec.release, generation, now, previous.get("conditions"), spec.replicas
+    )
     stored = _as_stored(status)
     if stored == previous:  # skip no-op writes
         return previous, resource_version
@@ -326,6 +399,8 @@ def _count(
             metrics.ROLLBACKS.labels(namespace, name, decision.facts.rollback_reason or "").inc()
         elif event.reason == Reason.PROMOTED:
             metrics.PROMOTIONS.labels(namespace, name).inc()
+        elif event.reason == Reason.SHADOW_REJECTED:
+            metrics.SHADOW_REJECTIONS.labels(namespace, name).inc()
 
 
 async def _report_invalid_spec(

@@ -107,8 +107,6 @@ class StrategyType(enum.StrEnum):
     SHADOW = "Shadow"  # the candidate gets mirrored copies and never answers a user
 
 
-# What this operator version acts on; the others parse, and are reported instead of acted on.
-SUPPORTED_STRATEGIES = frozenset({StrategyType.REPLACE})
 DEFAULT_CANARY_STEPS = (10,)
 DEFAULT_SHADOW_MARGIN = 0.01
 MAX_CANARY_STEPS = 10
@@ -127,21 +125,6 @@ class StrategySpec:
     shadow_margin: float = DEFAULT_SHADOW_MARGIN
     # Shadow: what follows a passed shadow, Replace (every replica) or Canary (the canary steps).
     after_shadow: StrategyType = StrategyType.REPLACE
-
-    @property
-    def unsupported_reason(self) -> str | None:
-        """Why this operator version cannot act on the strategy, or None when it can.
-
-        The operator reports this (condition Stalled) rather than roll the version out as Replace,
-        which would give the candidate every request that the spec meant to keep from it.
-        """
-        if self.type in SUPPORTED_STRATEGIES:
-            return None
-        supported = ", ".join(sorted(SUPPORTED_STRATEGIES))
-        return (
-            f"spec.strategy.type {self.type} is not supported by this operator version yet "
-            f"(supported: {supported}); nothing was rolled out. Use type Replace, or upgrade the operator"
-        )
 
 
 @dataclass(frozen=True)

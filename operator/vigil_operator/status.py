@@ -12,8 +12,17 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 from vigil_operator.analysis import Streaks, Verdict, WatchState
-from vigil_operator.decisions import CheckRecord, Facts, HistoryEntry, Phase, metrics_unavailable, phase_of
-from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.decisions import (
+    CheckRecord,
+    Facts,
+    HistoryEntry,
+    Phase,
+    Reason,
+    metrics_unavailable,
+    phase_of,
+)
+from vigil_operator.releases import AnalysisSpec, Release, StrategyType
+from vigil_operator.strategies import Stage, StagedRollout, StageKind, tracks_for
 from vigil_operator.text import EVENT_LIMIT, bounded
 
 STATUS_MESSAGE_LIMIT = EVENT_LIMIT  # a message may quote a bounded check reason and a refusal
@@ -70,7 +79,39 @@ def facts_from_status(status: dict[str, Any] | None) -> Facts:
         ),
         retries=int(status.get("retries") or 0),
         apply_error=status.get("applyError") or None,
+        staged=_staged_from_dict(status.get("strategy") or {}),
     )
+
+
+def _staged_from_dict(data: dict[str, Any]) -> StagedRollout | None:
+    """The staged rollout as stored; None (no candidate track) when there is none or it is unreadable."""
+    try:
+        stages = tuple(
+            Stage(StageKind(item["type"]), int(item.get("percent", 0))) for item in data.get("stages") or []
+        )
+        if not stages:
+            return None
+        step = int(data.get("step", 1)) - 1
+        return StagedRollout(StrategyType(data["type"]), stages, min(max(step, 0), len(stages)))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def strategy_status(facts: Facts, replicas: int | None) -> dict[str, Any] | None:
+    """`status.strategy`: the candidate's stage, its step and its share of the user requests."""
+    staged, current = facts.staged, facts.current
+    if staged is None or current is None:
+        return None
+    tracks = tracks_for(current, facts.stable, staged, replicas)  # the step's plan
+    return {
+        "type": staged.strategy.value,
+        "stage": staged.stage.kind.value,
+        "step": staged.step + 1,
+        "steps": len(staged.stages) + 1,
+        "candidatePercent": 100 if staged.handing_over else tracks.candidate_percent,
+        "candidateReplicas": tracks.candidate_replicas,
+        "stages": [{"type": stage.kind.value, "percent": stage.percent} for stage in staged.stages],
+    }
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -192,9 +233,16 @@ def message_of(facts: Facts, desired: Release) -> str:
             return f"rolling out {current}"
         case Phase.ANALYZING:
             check = facts.last_check.reason if facts.last_check else "waiting for the first check"
-            return f"analysing {current}: {check}"
+            stage = f" as {facts.staged.position()}" if facts.staged is not None else ""
+            return f"analysing {current}{stage}: {check}"
         case Phase.PROMOTED:
             return f"{current} is stable and serving"
+        case Phase.ROLLED_BACK if facts.rollback_reason == Reason.SHADOW_REJECTED:
+            return (
+                f"{facts.failed_version} was rejected as a shadow (it answered no user request); "
+                f"{current} serves. Change spec.version or annotate vigil.dev/action=retry to try "
+                f"{desired.version} again"
+            )
         case Phase.ROLLED_BACK:
             return (
                 f"{facts.failed_version} was rolled back ({facts.rollback_reason}); {current} serves. "
@@ -211,8 +259,12 @@ def status_of(
     generation: int,
     now: datetime,
     previous_conditions: list[dict[str, Any]] | None = None,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
-    """The full status to store; a condition keeps its lastTransitionTime while unchanged."""
+    """The full status to store; a condition keeps its lastTransitionTime while unchanged.
+
+    `replicas` (spec.replicas) gives the candidate's share of the replicas in `status.strategy`.
+    """
     before = {c.get("type"): c for c in previous_conditions or []}
     conditions = []
     for condition in conditions_of(facts, analysis, desired):
@@ -245,6 +297,7 @@ def status_of(
         "degradedReason": facts.degraded_reason,
         "retries": facts.retries,
         "applyError": facts.apply_error,
+        "strategy": strategy_status(facts, replicas),
         "streaks": {
             "failures": facts.streaks.failures,
             "passes": facts.streaks.passes,

@@ -142,7 +142,9 @@ def test_least_privilege_rollout_and_automatic_rollback(
     # Namespaced RBAC: no Secret of any other namespace, by name or otherwise.
     assert not can_i(cluster, kubeconfig, "get", "secrets", "-n", "default")
     assert not can_i(cluster, kubeconfig, "create", "secrets", "-n", "default")
-    assert not can_i(cluster, kubeconfig, "delete", "deployments.apps", "-n", namespace)
+    # A Shadow or Canary candidate's Deployment is deleted after it; no Secret ever is.
+    assert can_i(cluster, kubeconfig, "delete", "deployments.apps", "-n", namespace)
+    assert not can_i(cluster, kubeconfig, "delete", "secrets", "-n", namespace)
     assert not can_i(cluster, kubeconfig, "get", "pods", "-n", namespace)
 
     args = chart_operator_args(objects)
@@ -165,6 +167,22 @@ def test_least_privilege_rollout_and_automatic_rollback(
     assert "RolloutStarted" in reasons
     service = stack.api.get(f"/api/v1/namespaces/{namespace}/services/iris")
     assert service["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    # A canary: the candidate's own Deployment is created, then deleted once it is promoted.
+    canary = model_deployment("iris", namespace, "v3", models["good-too"], prometheus_url=url)
+    canary["spec"]["strategy"] = {"type": "Canary", "canary": {"steps": [{"percent": 50}]}}
+    stack.apply(canary)
+    stack.wait_status("iris", lambda s: (s.get("strategy") or {}).get("stage") == "Canary", what="canary")
+    stack.wait_status("iris", promoted("v3"), what="v3 promoted")
+    wait_for(
+        lambda: (
+            not any(
+                d["metadata"]["name"] == "iris-candidate"
+                for d in stack.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"]
+            )
+        ),
+        timeout=60,
+        what="the candidate's Deployment deleted",
+    )
     assert_no_permission_errors(stack)
 
 

@@ -6,6 +6,11 @@ local process per release, shared by that release's pods), mirrors the server's 
 `/v2/health/ready` into the pod's Ready condition, and removes pods once deleted. It also
 keeps Prometheus scraping exactly the running servers, with the `namespace` target label
 that Kubernetes pod discovery would set.
+
+It plays kube-proxy for the one address a server dials itself: a stable server's `MIRROR_URL`
+(a shadow candidate's Service, by ClusterIP) is translated to the local process serving the
+release that Service selects. And it knows which Ready pods the ModelDeployment's own Service
+selects (`serving`), so traffic reaches a shadow candidate's pods only through the mirror.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -37,6 +43,8 @@ class ServerKey:
     version: str
     sha256: str
     feedback_token: bool = False  # the pod mounts its ModelDeployment's feedback Secret
+    mirror_url: str = ""  # MIRROR_URL as the cluster sees it (a Service's ClusterIP URL)
+    stable_version: str = ""  # STABLE_VERSION: a shadow candidate paired with this stable version
 
 
 @dataclass
@@ -71,7 +79,13 @@ def _server_key(pod: dict[str, Any]) -> ServerKey | None:
         env.get("MODEL_VERSION", ""),
         env.get("MODEL_SHA256", ""),
         feedback_token=bool(env.get("MODEL_FEEDBACK_TOKEN_FILE")),
+        mirror_url=env.get("MIRROR_URL", ""),
+        stable_version=env.get("STABLE_VERSION", ""),
     )
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and selector.items() <= labels.items()
 
 
 def _now() -> str:
@@ -90,6 +104,7 @@ class LocalKubelet:
         self.prometheus = prometheus
         self.servers: dict[ServerKey, RunningServer] = {}
         self.ready_pods: dict[str, ServerKey] = {}  # pod name -> what it serves
+        self.in_service: set[str] = set()  # Ready pods the ModelDeployment's own Service selects
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"kubelet-{namespace}", daemon=True)
@@ -105,9 +120,15 @@ class LocalKubelet:
         self._thread.join(timeout=10)
 
     def serving(self) -> list[RunningServer]:
-        """The server of each Ready pod (a release with two Ready pods appears twice)."""
+        """The server of each Ready pod its ModelDeployment's Service selects (a release with two
+        such pods appears twice, so a uniform pick is what kube-proxy's random choice would be);
+        a shadow candidate's pods are not among them."""
         with self._lock:
-            return [self.servers[key] for key in self.ready_pods.values() if key in self.servers]
+            return [
+                self.servers[key]
+                for pod, key in self.ready_pods.items()
+                if key in self.servers and pod in self.in_service
+            ]
 
     def server_for(self, version: str) -> RunningServer | None:
         with self._lock:
@@ -123,7 +144,11 @@ class LocalKubelet:
 
     def _sync(self) -> None:
         pods = self.api.get(f"/api/v1/namespaces/{self.namespace}/pods")["items"]
+        services = self.api.get(f"/api/v1/namespaces/{self.namespace}/services")["items"]
         ready: dict[str, ServerKey] = {}
+        in_service: set[str] = set()
+        # Servers that mirror start after the ones they mirror to, whose local address they need.
+        pods.sort(key=lambda pod: bool((_server_key(pod) or ServerKey("", "", "", "")).mirror_url))
         for pod in pods:
             meta = pod["metadata"]
             annotations = meta.get("annotations") or {}
@@ -136,17 +161,58 @@ class LocalKubelet:
             key = _server_key(pod)
             if key is None or not pod.get("spec", {}).get("nodeName"):
                 continue
-            server = self._ensure_server(key)
+            server = self._ensure_server(key, pods, services)
+            if server is None:
+                continue  # what it mirrors to runs nowhere yet: the pod waits, not Ready
             is_ready = self._probe(server)
             if is_ready:
                 ready[meta["name"]] = key
+                own = next((svc for svc in services if svc["metadata"]["name"] == key.name), None)
+                if own is None or _selects(own["spec"].get("selector") or {}, meta.get("labels") or {}):
+                    in_service.add(meta["name"])
             self._report(path, pod, is_ready)
         with self._lock:
             self.ready_pods = ready
+            self.in_service = in_service
 
-    def _ensure_server(self, key: ServerKey) -> RunningServer:
+    def _proxied(self, url: str, pods: list[dict[str, Any]], services: list[dict[str, Any]]) -> str | None:
+        """kube-proxy's part: the local address of the release that the Service at `url` (its
+        ClusterIP and port) selects, or None while no pod of it exists."""
+        parts = urlsplit(url)
+        service = next(
+            (
+                svc
+                for svc in services
+                if svc["spec"].get("clusterIP") == parts.hostname
+                and any(port.get("port") == parts.port for port in svc["spec"].get("ports") or [])
+            ),
+            None,
+        )
+        if service is None:
+            return None
+        selector = service["spec"].get("selector") or {}
+        for pod in pods:
+            key = _server_key(pod)
+            if (
+                key is not None
+                and not key.mirror_url
+                and _selects(selector, pod["metadata"].get("labels") or {})
+            ):
+                server = self._ensure_server(key, pods, services)
+                return None if server is None else server.url
+        return None
+
+    def _ensure_server(
+        self, key: ServerKey, pods: list[dict[str, Any]], services: list[dict[str, Any]]
+    ) -> RunningServer | None:
         if key in self.servers and self.servers[key].process.alive():
             return self.servers[key]
+        env = {"STABLE_VERSION": key.stable_version} if key.stable_version else {}
+        if key.mirror_url:
+            local = self._proxied(key.mirror_url, pods, services)
+            if local is None:
+                return None
+            env["MIRROR_URL"] = local
         port = free_port()
         argv = [str(VENV_BIN / "vigil-model-server"), "--model-uri", key.uri, "--model-name", key.name]
         argv += ["--model-version", key.version, "--host", "127.0.0.1", "--port", str(port)]
@@ -160,7 +226,7 @@ class LocalKubelet:
             path.write_text(token)
             path.chmod(0o600)
             argv += ["--feedback-token-file", str(path)]
-        process = self.processes.start(f"model-server-{key.version}", argv)
+        process = self.processes.start(f"model-server-{key.version}", argv, env=env)
         with self._lock:
             self.servers[key] = RunningServer(key, port, process, token)
         if self.prometheus is not None:

@@ -191,3 +191,50 @@ class ServiceTraffic(_Ticker):
             )
             return
         self.answered[(endpoint, str(response.json().get("model_version")))] += 1
+
+
+class UserTraffic(_Ticker):
+    """Users of one ModelDeployment, routed as its Service would route them, with late labels.
+
+    Each tick sends one inference (4 iris rows) to a Ready pod that the ModelDeployment's Service
+    selects, picked uniformly at random as kube-proxy does (`LocalKubelet.serving`: a shadow
+    candidate's pods are never among them, a canary's are), then posts the rows' true labels by
+    the answer's id to the server that answered (labels that arrive later; a stable server
+    forwards them to a shadow). `answers` logs the version of every answered inference in order:
+    the count of requests each version answered. Bounded: a fixed rate on 127.0.0.1 until stopped.
+    """
+
+    def __init__(self, kubelet: LocalKubelet, model: str, *, per_second: int = 20, seed: int = 13) -> None:
+        super().__init__(period=1.0 / per_second, seed=seed)
+        self.kubelet = kubelet
+        self.model = model
+        self.answers: list[str] = []  # the version that answered each inference, in order
+        self.failures: list[str] = []
+
+    def answered(self, start: int = 0, end: int | None = None) -> Counter[str]:
+        """Inferences answered per version, over `answers[start:end]`."""
+        return Counter(self.answers[start:end])
+
+    def _tick(self, client: httpx.Client) -> None:
+        serving = [server for server in self.kubelet.serving() if server.key.name == self.model]
+        if not serving:
+            return
+        server = self._rng.choice(serving)
+        rows = [self._rng.randrange(len(self._labels)) for _ in range(4)]
+        instances = [self._features[i].tolist() for i in rows]
+        v2_input = {"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": instances}
+        try:
+            answer = client.post(f"{server.url}/v2/models/{self.model}/infer", json={"inputs": [v2_input]})
+            if answer.status_code != 200:
+                self.failures.append(f"infer: {answer.status_code} {answer.text[:200]}")
+                return
+            document = answer.json()
+            self.answers.append(str(document.get("model_version")))
+            labels = {"id": document["id"], "labels": [int(self._labels[i]) for i in rows]}
+            posted = client.post(
+                f"{server.url}/v2/models/{self.model}/feedback", json=labels, headers=server.feedback_headers
+            )
+            if posted.status_code != 200:
+                self.failures.append(f"feedback: {posted.status_code} {posted.text[:200]}")
+        except httpx.HTTPError as error:
+            self.failures.append(f"{type(error).__name__}: {error}")

@@ -414,6 +414,17 @@ def patch_status(cluster, namespace: str, status: dict[str, Any], check: bool = 
     )  # fmt: skip
 
 
+STAGED = {
+    "type": "Shadow",
+    "stage": "Canary",
+    "step": 2,
+    "steps": 3,
+    "candidatePercent": 25,
+    "candidateReplicas": 1,
+    "stages": [{"type": "Shadow", "percent": 0}, {"type": "Canary", "percent": 25}],
+}
+
+
 def test_status_subresource_columns_and_status_schema(cluster, namespace: str) -> None:
     cluster.apply_crds()
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(BASE))
@@ -426,10 +437,27 @@ def test_status_subresource_columns_and_status_schema(cluster, namespace: str) -
 
     # Short name, category and printer columns (CURRENT only with -o wide).
     table = cluster.kubectl("get", "-n", namespace, "vigil", "-o", "wide").stdout.splitlines()
-    assert table[0].split() == ["NAME", "VERSION", "CURRENT", "STABLE", "PHASE", "ACCURACY", "AGE"]
-    assert table[1].split()[:6] == ["iris", "v1", "v1", "v1", "Promoted", "0.9375"]
+    assert table[0].split() == [
+        "NAME",
+        "VERSION",
+        "CURRENT",
+        "STABLE",
+        "PHASE",
+        "STAGE",
+        "SHARE",
+        "ACCURACY",
+        "AGE",
+    ]
+    assert table[1].split()[:6] == ["iris", "v1", "v1", "v1", "Promoted", "0.9375"]  # no stage, no share
     header = cluster.kubectl("get", "-n", namespace, "mdep").stdout.splitlines()[0]
-    assert header.split() == ["NAME", "VERSION", "STABLE", "PHASE", "ACCURACY", "AGE"]
+    assert header.split() == ["NAME", "VERSION", "STABLE", "PHASE", "STAGE", "SHARE", "ACCURACY", "AGE"]
+
+    # A staged rollout's status.strategy is kept whole, and its stage and share are columns.
+    patch_status(cluster, namespace, {"strategy": STAGED})
+    stored = json.loads(cluster.kubectl("get", "-n", namespace, "mdep", "iris", "-o", "json").stdout)
+    assert stored["status"]["strategy"] == STAGED
+    row = cluster.kubectl("get", "-n", namespace, "mdep").stdout.splitlines()[1].split()
+    assert row[3:6] == ["Promoted", "Canary", "25"]
 
     # kstatus-style conditions work with kubectl wait.
     cluster.kubectl("wait", "-n", namespace, "mdep/iris", "--for=condition=Ready", "--timeout=10s")
@@ -443,6 +471,7 @@ def test_status_subresource_columns_and_status_schema(cluster, namespace: str) -
         ({"conditions": [{**FULL_STATUS["conditions"][0], "status": "Yes"}]}, "status.conditions[0].status"),
         ({"conditions": [{"type": "Ready", "status": "True"}]}, "status.conditions[0].reason"),
         ({"streaks": {"failures": "one"}}, "status.streaks.failures"),
+        ({"strategy": {**STAGED, "stage": "Bogus"}}, "status.strategy.stage"),
     ]
     for status, path in bad_statuses:
         result = patch_status(cluster, namespace, status, check=False)

@@ -25,9 +25,10 @@ from vigil_operator.decisions import (
     check_due,
     decide,
     phase_of,
+    release_id,
 )
 from vigil_operator.queries import Target, builtin_accuracy_query
-from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.releases import AnalysisSpec, Release, StrategySpec
 from vigil_operator.status import Condition, conditions_of, facts_from_status, status_of
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -76,8 +77,11 @@ class Scenario:
     restart_every_round: bool = False  # facts come back from the stored status each round
     facts: Facts = field(default_factory=Facts)
     now: datetime = T0
-    deployment: ObservedDeployment | None = None
+    deployment: ObservedDeployment | None = None  # the main Deployment
     events: list[Event] = field(default_factory=list)
+    strategy: StrategySpec = field(default_factory=StrategySpec)
+    replicas: int | None = None
+    candidate_deployment: ObservedDeployment | None = None  # Shadow and Canary: the candidate's own
     decisions: list[Decision] = field(default_factory=list)
 
     # --- what drives a round ----------------------------------------------------------------
@@ -102,6 +106,9 @@ class Scenario:
                 plan=plan,
                 query=query,
                 action=action,
+                strategy=self.strategy,
+                observed_candidate=self.candidate_deployment,
+                replicas=self.replicas,
             )
         )
         self.facts = self.stored(decision.facts) if self.restart_every_round else decision.facts
@@ -109,26 +116,45 @@ class Scenario:
         self.decisions.append(decision)
         if self.deployment is None or self.deployment.release_id != decision.target_id:
             self.deployment = ObservedDeployment(decision.target_id, available=False, deadline_exceeded=False)
+        candidate_id = decision.candidate_id
+        if candidate_id is None:
+            self.candidate_deployment = None
+        elif self.candidate_deployment is None or self.candidate_deployment.release_id != candidate_id:
+            self.candidate_deployment = ObservedDeployment(
+                candidate_id, available=False, deadline_exceeded=False
+            )
         return decision
 
     def stored(self, facts: Facts) -> Facts:
         """The facts a freshly started operator reads back from the status written now."""
-        return facts_from_status(status_of(facts, self.analysis, self.desired, 1, self.now))
+        status = status_of(facts, self.analysis, self.desired, 1, self.now, replicas=self.replicas)
+        return facts_from_status(status)
 
     def wait(self, seconds: float) -> Decision:
         self.now += timedelta(seconds=seconds)
         return self.round()
 
     def available(self) -> Decision:
-        """The Deployment's pods of the target become ready."""
+        """The pods of what the Deployments run become ready (the candidate's too, if any)."""
         assert self.deployment is not None
         self.deployment = replace(self.deployment, available=True)
+        if self.candidate_deployment is not None:
+            tracks = self.last.tracks
+            ready = tracks.candidate_replicas if tracks.candidate_in_service else 0
+            self.candidate_deployment = replace(
+                self.candidate_deployment, available=True, ready_in_service=ready
+            )
         return self.wait(SECONDS_TO_BECOME_AVAILABLE)
 
     def deadline_exceeded(self) -> Decision:
-        """The Deployment reports ProgressDeadlineExceeded for the target."""
+        """The Deployment running the release under test reports ProgressDeadlineExceeded."""
         assert self.deployment is not None
-        self.deployment = replace(self.deployment, available=False, deadline_exceeded=True)
+        if self.candidate_deployment is not None and self.candidate_deployment.release_id == release_id(
+            self.facts.current or self.desired, self.facts.retries
+        ):
+            self.candidate_deployment = replace(self.candidate_deployment, deadline_exceeded=True)
+        else:
+            self.deployment = replace(self.deployment, available=False, deadline_exceeded=True)
         return self.wait(SECONDS_TO_BECOME_AVAILABLE)
 
     def spec(self, desired: Release) -> Decision:

@@ -20,16 +20,19 @@ from vigil_operator.builders import (
     PRE_STOP_SECONDS,
     SERVER_DRAIN_SECONDS,
     Owner,
+    candidate_deployment_for,
+    candidate_service_for,
     deployment_for,
     drift,
     observe,
     owner_reference,
     service_for,
+    service_url,
     spec_hash,
 )
 from vigil_operator.config import DEFAULT_MODEL_SERVER_RESOURCES
 from vigil_operator.constants import ANNOTATION_RELEASE, LABEL_MODEL, LABEL_SPEC_HASH, LABEL_VERSION
-from vigil_operator.decisions import ObservedDeployment, release_id
+from vigil_operator.decisions import release_id
 from vigil_operator.releases import AnalysisSpec, ModelDeploymentSpec, Release
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -380,7 +383,11 @@ PROGRESSING = {"type": "Progressing", "status": "True", "reason": "NewReplicaSet
 )
 def test_available_means_every_replica_updated_and_available(status: dict[str, int], available: bool) -> None:
     observed = observe(observed_deployment(conditions=[PROGRESSING], **status))
-    assert observed == ObservedDeployment(release_id(V2), available=available, deadline_exceeded=False)
+    assert (observed.release_id, observed.available, observed.deadline_exceeded) == (
+        release_id(V2),
+        available,
+        False,
+    )
 
 
 def test_a_status_from_before_the_last_change_says_nothing_about_availability() -> None:
@@ -496,3 +503,112 @@ def test_a_rollout_is_not_drift() -> None:
     wanted = deployment_for(OWNER, SPEC, V2)
     assert drift(before, stored(wanted), wanted) == []
     assert drift(None, stored(wanted), wanted) == []
+
+
+# --- Shadow and Canary: the candidate's own Deployment and Service ---------------------------
+
+STABLE = release("v1", sha256=SHA256)
+
+
+def test_candidate_deployments_match_the_golden_files() -> None:
+    shadow = candidate_deployment_for(OWNER, SPEC, RELEASE, stable_version="v1", replicas=2, in_service=False)
+    golden("candidate-deployment-shadow.yaml", "candidate_deployment_for", shadow)
+    golden("candidate-service.yaml", "candidate_service_for", candidate_service_for(OWNER))
+
+
+@pytest.mark.parametrize("in_service", [False, True], ids=["shadow", "canary"])
+def test_only_a_canary_is_selected_by_the_model_deployments_service(in_service: bool) -> None:
+    """A shadow's pods lack the label the user-facing Service selects: it never answers a user."""
+    built = candidate_deployment_for(
+        OWNER, SPEC, RELEASE, stable_version="v1", replicas=1, in_service=in_service
+    )
+    pods = built["spec"]["template"]["metadata"]["labels"]
+    service_selector = service_for(OWNER)["spec"]["selector"]
+    assert (service_selector.items() <= pods.items()) is in_service
+    # Its own selector and its own Service's match it as a shadow and as a canary alike.
+    assert built["spec"]["selector"]["matchLabels"].items() <= pods.items()
+    assert candidate_service_for(OWNER)["spec"]["selector"].items() <= pods.items()
+    # The main Deployment's pods are never selected by the candidate's Deployment or Service.
+    main_pods = deployment_for(OWNER, SPEC, STABLE)["spec"]["template"]["metadata"]["labels"]
+    assert not built["spec"]["selector"]["matchLabels"].items() <= main_pods.items()
+    assert not candidate_service_for(OWNER)["spec"]["selector"].items() <= main_pods.items()
+
+
+def test_the_candidate_selector_is_the_same_as_a_shadow_and_as_a_canary() -> None:
+    """Selectors are immutable: a shadow followed by canary steps changes pod labels only."""
+    selectors = {
+        str(
+            candidate_deployment_for(OWNER, SPEC, RELEASE, stable_version="v1", replicas=1, in_service=side)[
+                "spec"
+            ]["selector"]
+        )
+        for side in (False, True)
+    }
+    assert len(selectors) == 1
+
+
+def test_the_candidate_knows_the_stable_version_and_mounts_the_same_feedback_token() -> None:
+    built = candidate_deployment_for(OWNER, SPEC, RELEASE, stable_version="v1", replicas=3, in_service=False)
+    env = {item["name"]: item["value"] for item in container(built)["env"]}
+    assert env["STABLE_VERSION"] == "v1"
+    assert env["MODEL_VERSION"] == "v2"
+    assert "MIRROR_URL" not in env
+    assert built["metadata"]["name"] == "iris-candidate"
+    assert built["spec"]["replicas"] == 3
+    main = deployment_for(OWNER, SPEC, STABLE)
+    assert built["spec"]["template"]["spec"]["volumes"] == main["spec"]["template"]["spec"]["volumes"]
+    assert container(built)["volumeMounts"] == container(main)["volumeMounts"]
+
+
+def test_the_stable_servers_mirror_to_the_url_they_are_given() -> None:
+    mirroring = deployment_for(OWNER, SPEC, STABLE, mirror_url="http://10.96.0.12:80")
+    env = {item["name"]: item["value"] for item in container(mirroring)["env"]}
+    assert env["MIRROR_URL"] == "http://10.96.0.12:80"
+    assert "STABLE_VERSION" not in env
+    plain = deployment_for(OWNER, SPEC, STABLE)
+    assert "MIRROR_URL" not in {item["name"] for item in container(plain)["env"]}
+    # Same selector, so an existing ModelDeployment's Deployment is patched, never recreated.
+    assert mirroring["spec"]["selector"] == plain["spec"]["selector"]
+
+
+@pytest.mark.parametrize(("replicas", "expected"), [("spec", 2), (3, 3), (None, None)])
+def test_the_main_deployment_takes_the_replicas_its_track_gets(replicas: Any, expected: int | None) -> None:
+    assert deployment_for(OWNER, SPEC, STABLE, replicas=replicas)["spec"].get("replicas") == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "url"),
+    [
+        ({"clusterIP": "10.96.0.12", "ports": [{"port": 80}]}, "http://10.96.0.12:80"),
+        ({"clusterIP": "fd00::12", "ports": [{"port": 80}]}, "http://[fd00::12]:80"),
+        ({"clusterIP": "None"}, None),
+        ({}, None),
+    ],
+)
+def test_the_mirror_goes_to_the_candidate_services_cluster_ip(spec: dict[str, Any], url: str | None) -> None:
+    assert service_url({"spec": spec}) == url
+
+
+def _candidate_observed(in_service: bool, generation: int = 2, **status: int) -> dict[str, Any]:
+    built = candidate_deployment_for(OWNER, SPEC, V2, stable_version="v1", replicas=2, in_service=in_service)
+    built["metadata"]["generation"] = generation
+    built["status"] = {"observedGeneration": 2, **status}
+    return built
+
+
+@pytest.mark.parametrize(
+    ("in_service", "generation", "status", "ready"),
+    [
+        (True, 2, {"updatedReplicas": 2, "availableReplicas": 2}, 2),
+        (True, 2, {"updatedReplicas": 1, "availableReplicas": 3}, 1),  # a roll: old pods available
+        (True, 2, {"updatedReplicas": 2, "availableReplicas": 1}, 1),
+        (True, 3, {"updatedReplicas": 2, "availableReplicas": 2}, 0),  # not seen its last change yet
+        (False, 2, {"updatedReplicas": 2, "availableReplicas": 2}, 0),  # a shadow answers no user
+    ],
+    ids=["canary-ready", "canary-rolling", "canary-one-not-ready", "stale-status", "shadow"],
+)
+def test_a_canarys_ready_pods_behind_the_service_are_counted(
+    in_service: bool, generation: int, status: dict[str, int], ready: int
+) -> None:
+    observed = observe(_candidate_observed(in_service, generation, **status))
+    assert observed.ready_in_service == ready

@@ -97,3 +97,26 @@ def test_the_commands(command: str) -> None:
 def test_an_unknown_command_is_refused() -> None:
     with pytest.raises(SystemExit):
         parse_args(["delete", "iris"])
+
+
+def test_a_staged_rollout_shows_its_step_and_the_candidates_share() -> None:
+    mdep = {
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {"version": "v2"},
+        "status": {
+            "phase": "Analyzing",
+            "strategy": {
+                "type": "Shadow",
+                "stage": "Canary",
+                "step": 2,
+                "steps": 3,
+                "candidatePercent": 25,
+                "candidateReplicas": 1,
+            },
+        },
+    }
+    text = render(mdep, [], datetime(2025, 3, 1, tzinfo=UTC))
+    assert (
+        "Strategy:    Shadow, step 2 of 3: Canary, the candidate answers 25% of user requests "
+        "(1 replica of its own)" in text
+    )

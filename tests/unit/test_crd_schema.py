@@ -93,6 +93,8 @@ def test_printer_columns(version: dict[str, Any]) -> None:
         ("CURRENT", "string", ".status.currentVersion", 1),
         ("STABLE", "string", ".status.stableVersion", 0),
         ("PHASE", "string", ".status.phase", 0),
+        ("STAGE", "string", ".status.strategy.stage", 0),
+        ("SHARE", "integer", ".status.strategy.candidatePercent", 0),
         ("ACCURACY", "number", ".status.lastCheck.value", 0),
         ("AGE", "date", ".metadata.creationTimestamp", 0),
     ]

@@ -30,7 +30,7 @@ CELL_SEPARATOR = re.compile(r"(?<!\\)\|")
 # A documented default is a backticked literal at the start of the Default cell.
 DEFAULT_LITERAL = re.compile(r"^`([^`]*)`")
 # Reasons the operator reports that are not members of decisions.Reason.
-SHELL_REASONS = ("InvalidSpec", "StrategyNotSupported")
+SHELL_REASONS = ("InvalidSpec",)
 
 
 def _crd_schema() -> dict[str, Any]:

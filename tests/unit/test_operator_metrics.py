@@ -12,8 +12,9 @@ from vigil_operator import metrics
 from vigil_operator.analysis import Streaks, Verdict
 from vigil_operator.decisions import CheckRecord, Decision, Event, Facts, Phase, Reason
 from vigil_operator.reconcile import _count
-from vigil_operator.releases import AnalysisSpec, Release
+from vigil_operator.releases import AnalysisSpec, Release, StrategyType
 from vigil_operator.status import conditions_of
+from vigil_operator.strategies import Stage, StagedRollout, StageKind, Tracks
 
 V1, V2, V3 = (Release(version=v, uri=f"file:///{v}", image="server:1") for v in ("v1", "v2", "v3"))
 
@@ -44,9 +45,15 @@ def check(value: float, verdict: Verdict = Verdict.FAIL) -> CheckRecord:
 
 def test_a_rolled_back_version_loses_its_last_accuracy_and_the_restored_one_keeps_its_own() -> None:
     namespace, name = _object()
-    _count(namespace, name, Decision(V1, Facts(current=V1, stable=V1)), check(0.95, Verdict.PASS), "v1")
+    _count(
+        namespace,
+        name,
+        Decision(Tracks(V1, 1), Facts(current=V1, stable=V1)),
+        check(0.95, Verdict.PASS),
+        "v1",
+    )
     rolled_back = Decision(
-        V1,
+        Tracks(V1, 1),
         Facts(current=V1, stable=V1, failed_version="v2", rollback_reason=Reason.ANALYSIS_FAILED),
         events=(Event(Reason.ROLLED_BACK, "rolled back from v2 to v1", warning=True),),
     )
@@ -65,7 +72,13 @@ def test_versions_under_analysis_and_stable_are_kept_superseded_ones_are_not() -
     for version in ("v1", "v2"):
         metrics.LAST_ACCURACY.labels(namespace, name, version).set(0.9)
 
-    _count(namespace, name, Decision(V3, Facts(current=V3, stable=V1)), check(0.93, Verdict.PASS), "v3")
+    _count(
+        namespace,
+        name,
+        Decision(Tracks(V3, 1), Facts(current=V3, stable=V1)),
+        check(0.93, Verdict.PASS),
+        "v3",
+    )
 
     assert [last_accuracy(namespace, name, v) for v in ("v1", "v2", "v3")] == [0.9, None, 0.93]
 
@@ -84,7 +97,9 @@ def test_forgetting_one_objects_versions_leaves_other_objects_alone() -> None:
 def test_a_deleted_object_loses_every_series_and_no_other_object_does() -> None:
     namespace, name = _object()
     for who in (name, "other"):
-        promoted = Decision(V1, Facts(current=V1, stable=V1), events=(Event(Reason.PROMOTED, "v1 promoted"),))
+        promoted = Decision(
+            Tracks(V1, 1), Facts(current=V1, stable=V1), events=(Event(Reason.PROMOTED, "v1 promoted"),)
+        )
         _count(namespace, who, promoted, check(0.95, Verdict.PASS), "v1")
         metrics.ROLLBACKS.labels(namespace, who, "ManualRollback").inc()
     assert len(series_of(namespace, name)) >= 4
@@ -153,7 +168,9 @@ def gauge(metric: str, namespace: str, name: str, **labels: str) -> float | None
 )
 def test_the_state_gauges_say_what_the_status_says(facts: Facts, phase: Phase, degraded: str | None) -> None:
     state = metrics.object_state(facts, ANALYSIS, V1)
-    assert state == metrics.ObjectState(phase=phase, degraded_reason=degraded, threshold=0.92)
+    assert (state.phase, state.degraded_reason, state.threshold) == (phase, degraded, 0.92)
+    assert (state.stage, state.step) == ("None", 0)  # Replace: no candidate track
+    assert state.candidate_share == (1.0 if phase is Phase.ANALYZING else 0.0)
     conditions = {c.type: c for c in conditions_of(facts, ANALYSIS, V1)}
     assert conditions["Degraded"].status is (degraded is not None)
 
@@ -200,3 +217,50 @@ def test_a_deleted_object_loses_its_state_gauges_too() -> None:
     metrics.forget_object(namespace, name)
 
     assert series_of(namespace, name) == []
+
+
+V2 = Release("v2", "file:///m/v2.joblib", "img")
+SHADOW = StagedRollout(StrategyType.SHADOW, (Stage(StageKind.SHADOW), Stage(StageKind.CANARY, 25)))
+
+
+@pytest.mark.parametrize(
+    ("staged", "replicas", "stage", "step", "share"),
+    [
+        (SHADOW, 4, "Shadow", 1, 0.0),
+        (SHADOW.next(), 4, "Canary", 2, 0.25),
+        (SHADOW.next(), None, "Canary", 2, None),  # an HPA owns the stable replicas: unknown
+    ],
+    ids=["shadow", "canary", "canary-hpa"],
+)
+def test_the_strategy_gauges_say_what_status_strategy_says(
+    staged: StagedRollout, replicas: int | None, stage: str, step: int, share: float | None
+) -> None:
+    namespace, name = _object()
+    facts = Facts(current=V2, stable=V1, serving_since=SERVING_SINCE, staged=staged)
+    state = metrics.object_state(facts, ANALYSIS, V2, replicas)
+    assert (state.stage, state.step, state.candidate_share) == (stage, step, share)
+
+    metrics.record_state(namespace, name, state)
+
+    labels = {"namespace": namespace, "name": name}
+    for each in ("None", "Shadow", "Canary", "Full"):
+        value = REGISTRY.get_sample_value("vigil_operator_strategy_stage", {**labels, "stage": each})
+        assert value == (1.0 if each == stage else 0.0)
+    assert REGISTRY.get_sample_value("vigil_operator_strategy_step", labels) == step
+    assert REGISTRY.get_sample_value("vigil_operator_candidate_share", labels) == share
+    assert REGISTRY.get_sample_value("vigil_operator_shadow_rejections_total", labels) == 0
+
+
+def test_a_rejected_shadow_is_counted_as_a_rejection_not_a_rollback() -> None:
+    namespace, name = _object()
+    metrics.record_state(namespace, name, metrics.object_state(Facts(current=V1, stable=V1), ANALYSIS, V1))
+    rejected = Decision(
+        Tracks(V1, 1),
+        Facts(current=V1, stable=V1, failed_version="v2", rollback_reason=Reason.SHADOW_REJECTED),
+        events=(Event(Reason.SHADOW_REJECTED, "shadow v2 rejected", warning=True),),
+    )
+    _count(namespace, name, rejected, check(0.7), "v2")
+    labels = {"namespace": namespace, "name": name}
+    assert REGISTRY.get_sample_value("vigil_operator_shadow_rejections_total", labels) == 1
+    for reason in metrics.ROLLBACK_REASONS:
+        assert REGISTRY.get_sample_value("vigil_operator_rollbacks_total", {**labels, "reason": reason}) == 0

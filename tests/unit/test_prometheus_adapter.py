@@ -11,7 +11,7 @@ import time
 import pytest
 from aiohttp import web
 
-from vigil_operator.analysis import PairedCounts
+from vigil_operator.analysis import Measurement, PairedCounts
 from vigil_operator.prometheus import (
     AccessPolicy,
     PrometheusAccess,
@@ -26,6 +26,7 @@ from vigil_operator.prometheus import (
     measure,
     paired_counts,
     single_value_measurement,
+    with_paired_counts,
 )
 from vigil_operator.text import MESSAGE_LIMIT, bounded
 
@@ -412,3 +413,49 @@ def test_no_paired_series_is_an_error_not_zero() -> None:
 def test_a_paired_count_that_is_not_a_number_is_an_error() -> None:
     with pytest.raises(PrometheusError, match="returned nan"):
         paired_counts(_outcomes(("both_right", "NaN")))
+
+
+def _with_paired_against(handler, measurement: Measurement) -> Measurement:
+    async def run() -> Measurement:
+        runner, url = await _serve(handler)
+        try:
+            access = PrometheusAccess(url=url, timeout=5.0, max_response_bytes=LIMIT)
+            return await with_paired_counts(access, measurement, "sum by (outcome) (x)")
+        finally:
+            await close()
+            await runner.cleanup()
+
+    return asyncio.run(run())
+
+
+OWN_LABELS = Measurement(value=0.9, correct=90, samples=100)
+
+
+def test_a_shadow_measurement_gets_the_paired_counts_of_the_same_check() -> None:
+    async def answer(request: web.Request) -> web.Response:
+        data = _outcomes(("both_right", "80"), ("only_stable_right", "7"), ("only_candidate_right", "3"))
+        return web.json_response({"status": "success", "data": data})
+
+    measured = _with_paired_against(answer, OWN_LABELS)
+    assert measured.paired == PairedCounts(80, 0, 7, 3)
+    assert (measured.value, measured.correct, measured.samples) == (0.9, 90, 100)
+
+
+@pytest.mark.parametrize(
+    "body", [{"status": "success", "data": {"resultType": "vector", "result": []}}, {"status": "error"}]
+)
+def test_a_failed_paired_query_makes_the_whole_shadow_check_an_error(body: dict) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    measured = _with_paired_against(answer, OWN_LABELS)
+    assert measured.error is not None
+    assert measured.error.startswith("paired counts: ")
+    assert measured.paired is None
+
+
+def test_an_errored_measurement_is_not_queried_again() -> None:
+    async def answer(request: web.Request) -> web.Response:
+        raise AssertionError("no query expected")
+
+    assert _with_paired_against(answer, Measurement(error="down")) == Measurement(error="down")

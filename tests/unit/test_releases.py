@@ -217,7 +217,6 @@ def test_without_a_strategy_the_rollout_replaces_the_release_as_before() -> None
     strategy = parse(minimal()).strategy
     assert strategy == StrategySpec()
     assert strategy.type is StrategyType.REPLACE
-    assert strategy.unsupported_reason is None
 
 
 def test_a_canary_strategy_is_read_with_its_steps() -> None:
@@ -248,17 +247,6 @@ def test_a_strategy_without_its_settings_gets_the_documented_defaults() -> None:
     shadow = parse(minimal(strategy={"type": "Shadow", "shadow": {}})).strategy
     assert shadow.shadow_margin == DEFAULT_SHADOW_MARGIN == 0.01
     assert shadow.after_shadow is StrategyType.REPLACE
-
-
-@pytest.mark.parametrize("kind", ["Canary", "Shadow"])
-def test_a_strategy_this_operator_cannot_run_yet_parses_and_says_so(kind: str) -> None:
-    """Reported (Stalled) instead of acted on: Replace would give the candidate every request."""
-    strategy = parse(minimal(strategy={"type": kind})).strategy
-    assert strategy.unsupported_reason is not None
-    assert f"spec.strategy.type {kind} is not supported by this operator version yet" in (
-        strategy.unsupported_reason
-    )
-    assert "nothing was rolled out" in strategy.unsupported_reason
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,10 @@ venv: $(VENV)/.installed ## Create .venv with pinned versions of everything (inc
 cluster-tools: ## Build (or reuse from ~/.cache/vigil) the control-plane binaries and kstatus into bin/
 	@hack/cluster-tools.sh
 
+.PHONY: flux-tools
+flux-tools: ## Build (or reuse from ~/.cache/vigil) Flux's source-, kustomize- and helm-controller and CRDs into bin/
+	@hack/flux-tools.sh
+
 .PHONY: prometheus
 prometheus: ## Install Prometheus from Debian when missing
 	@hack/install-debian-tools.sh prometheus
@@ -43,16 +47,18 @@ prometheus: ## Install Prometheus from Debian when missing
 .PHONY: deps
 deps: venv prometheus
 	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
+	@hack/flux-tools.sh --check || hack/flux-tools.sh
 
 # The real-node tier's tools and images (root): built once, then reused from ~/.cache/vigil and .work/.
 .PHONY: node-deps
 node-deps: venv images
 	@hack/node-tools.sh --check || hack/node-tools.sh
 
-# The soak and the real-node tier spend their minutes waiting: they run in a pytest of their own
-# beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their output follows.
+# The soak, the real-node tier and the GitOps story spend their minutes waiting: they run in a
+# pytest of their own beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their
+# output follows. (The GitOps story's steps build on each other: one process plays them in order.)
 PYTEST_WORKERS ?= 2
-BACKGROUND_TIERS := soak or realnode
+BACKGROUND_TIERS := soak or realnode or gitops
 
 .PHONY: test
 test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end and real-node tests
@@ -60,13 +66,13 @@ test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end
 	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/mypy
 	@mkdir -p .work; \
-	echo "[test] the soak and the real-node tier run beside the rest (log: .work/test-background.log)"; \
+	echo "[test] the soak, the real-node tier and the GitOps story run beside the rest (log: .work/test-background.log)"; \
 	$(VENV)/bin/pytest -m "$(BACKGROUND_TIERS)" $(PYTEST_ARGS) >.work/test-background.log 2>&1 & background=$$!; \
 	trap 'kill -TERM $$background 2>/dev/null; wait $$background; exit 130' INT TERM; \
 	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS))" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); main=$$?; \
-	echo "[test] waiting for the soak and the real-node tier ..."; \
+	echo "[test] waiting for the soak, the real-node tier and the GitOps story ..."; \
 	wait $$background; other=$$?; \
-	echo "[test] === the soak and the real-node tier ==="; cat .work/test-background.log; \
+	echo "[test] === the soak, the real-node tier and the GitOps story ==="; cat .work/test-background.log; \
 	[ $$main -eq 0 ] && [ $$other -eq 0 ]
 
 .PHONY: test-realnode
@@ -97,7 +103,7 @@ cluster-down: venv ## Stop the local cluster started by cluster-up (and its real
 	@PYTHONPATH=tests $(PY) -m harness.cli down
 
 .PHONY: node-tools
-node-tools: ## Build (or reuse) the real node's binaries: kubelet, kube-proxy, containerd 2.x; runc, CNI from Debian
+node-tools: ## Build (or reuse) the real node's binaries: kubelet, kube-proxy, containerd 2.x, Prometheus 3, prometheus-operator, CoreDNS; runc, CNI from Debian
 	@hack/node-tools.sh
 
 .PHONY: node-up

@@ -7,6 +7,11 @@
 #   prometheus3          Prometheus 3.x from github.com/prometheus/prometheus, with Kubernetes
 #                        service discovery (Debian's 2.42 package leaves kubernetes_sd_configs
 #                        out); only that discovery and the static/file ones are compiled in
+#   prometheus-operator, prometheus-config-reloader   v0.85.0 (tools/prometheus-operator: a
+#                        wrapper module, since the release's go.mod replaces its API modules),
+#                        and its CRDs from the same module (prometheus-operator-crds/)
+#   coredns              v1.15.0 (tools/coredns: only the plugins a cluster DNS needs), the
+#                        real node's cluster DNS
 # and installs from Debian: runc, the CNI plugins (containernetworking-plugins, /usr/lib/cni)
 # and iptables (kube-proxy's iptables mode and the bridge plugin's masquerading).
 #
@@ -22,6 +27,8 @@ K8S_VERSION=v1.36.3
 CONTAINERD_VERSION=v2.4.2
 PROMETHEUS_MODULE_VERSION=v0.316.0 # Prometheus 3.16.0 (its Go module is tagged v0.3MM.P)
 PROMETHEUS_VERSION=3.16.0
+PROMETHEUS_OPERATOR_VERSION=v0.85.0 # pinned in tools/prometheus-operator/go.mod
+COREDNS_VERSION=v1.15.0             # pinned in tools/coredns/go.mod
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir="$root/bin"
@@ -33,18 +40,29 @@ node_hash=$(cat "$root"/tools/k8s-node/go.mod "$root"/tools/k8s-node/go.sum | sh
 k8s_cache_dir="$cache_root/kubelet-$K8S_VERSION-$go_version-$node_hash"
 containerd_cache_dir="$cache_root/containerd-$CONTAINERD_VERSION-$go_version"
 prometheus_cache_dir="$cache_root/prometheus-$PROMETHEUS_VERSION-$go_version"
+module_hash() { cat "$root/tools/$1"/* | sha256sum | cut -c1-12; }
+prometheus_operator_cache_dir="$cache_root/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION-$go_version-$(module_hash prometheus-operator)"
+coredns_cache_dir="$cache_root/coredns-$COREDNS_VERSION-$go_version-$(module_hash coredns)"
 grep -q "k8s.io/kubernetes $K8S_VERSION" "$root/tools/k8s-node/go.mod" ||
   { echo "error: tools/k8s-node/go.mod does not require k8s.io/kubernetes $K8S_VERSION" >&2; exit 1; }
+grep -q "github.com/prometheus-operator/prometheus-operator $PROMETHEUS_OPERATOR_VERSION" "$root/tools/prometheus-operator/go.mod" ||
+  { echo "error: tools/prometheus-operator/go.mod does not require $PROMETHEUS_OPERATOR_VERSION" >&2; exit 1; }
+grep -q "github.com/coredns/coredns $COREDNS_VERSION" "$root/tools/coredns/go.mod" ||
+  { echo "error: tools/coredns/go.mod does not require coredns $COREDNS_VERSION" >&2; exit 1; }
 
 K8S_BINARIES=(kubelet kube-proxy)
 CONTAINERD_BINARIES=(containerd ctr containerd-shim-runc-v2)
 PROMETHEUS_BINARIES=(prometheus3)
+# prometheus-operator-crds is a folder: the CRDs of the same release, which the tests install.
+PROMETHEUS_OPERATOR_BINARIES=(prometheus-operator prometheus-config-reloader prometheus-operator-crds)
+COREDNS_BINARIES=(coredns)
 
 log() { printf '\033[1m[node-tools]\033[0m %s\n' "$*"; }
 
 
 if [ "${1:-}" = "--check" ]; then
-  for name in "${K8S_BINARIES[@]}" "${CONTAINERD_BINARIES[@]}" "${PROMETHEUS_BINARIES[@]}"; do
+  for name in "${K8S_BINARIES[@]}" "${CONTAINERD_BINARIES[@]}" "${PROMETHEUS_BINARIES[@]}" \
+    "${PROMETHEUS_OPERATOR_BINARIES[@]}" "${COREDNS_BINARIES[@]}"; do
     [ -x "$bin_dir/$name" ] || exit 1
   done
   for command in runc iptables /usr/lib/cni/bridge; do command -v "$command" >/dev/null || exit 1; done
@@ -84,6 +102,26 @@ build_prometheus() {
   rm -rf "$prometheus_cache_dir" && mv "$prometheus_cache_dir.tmp" "$prometheus_cache_dir"
 }
 
+# Static, as upstream's images ship them; `--version` reports the release.
+build_prometheus_operator() {
+  local module=github.com/prometheus-operator/prometheus-operator out="$prometheus_operator_cache_dir.tmp"
+  mkdir -p "$out/prometheus-operator-crds"
+  (cd "$root/tools/prometheus-operator" &&
+    CGO_ENABLED=0 go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_VERSION#v}" \
+      -o "$out/" "$module/cmd/operator" "$module/cmd/prometheus-config-reloader" &&
+    cp "$(go list -m -f '{{.Dir}}' "$module")"/example/prometheus-operator-crd/*.yaml "$out/prometheus-operator-crds/")
+  chmod -R u+w "$out/prometheus-operator-crds" # the module cache is read-only
+  mv "$out/operator" "$out/prometheus-operator"
+  rm -rf "$prometheus_operator_cache_dir" && mv "$out" "$prometheus_operator_cache_dir"
+}
+
+build_coredns() {
+  mkdir -p "$coredns_cache_dir.tmp"
+  (cd "$root/tools/coredns" && CGO_ENABLED=0 go build \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" -o "$coredns_cache_dir.tmp/coredns" .)
+  rm -rf "$coredns_cache_dir" && mv "$coredns_cache_dir.tmp" "$coredns_cache_dir"
+}
+
 mkdir -p "$bin_dir" "$cache_root"
 started=$SECONDS
 pids=()
@@ -107,6 +145,15 @@ if need "$prometheus_cache_dir" "${PROMETHEUS_BINARIES[@]}"; then
   build_step "prometheus $PROMETHEUS_VERSION" "$cache_root/build-prometheus-$PROMETHEUS_VERSION.log" build_prometheus &
   pids+=($!)
 fi
+if need "$prometheus_operator_cache_dir" "${PROMETHEUS_OPERATOR_BINARIES[@]}"; then
+  build_step "prometheus-operator $PROMETHEUS_OPERATOR_VERSION" \
+    "$cache_root/build-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION.log" build_prometheus_operator &
+  pids+=($!)
+fi
+if need "$coredns_cache_dir" "${COREDNS_BINARIES[@]}"; then
+  build_step "coredns $COREDNS_VERSION" "$cache_root/build-coredns-$COREDNS_VERSION.log" build_coredns &
+  pids+=($!)
+fi
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 [ "$failed" -eq 0 ] || exit 1
@@ -122,8 +169,12 @@ link() { # DIR NAME...
 link "$k8s_cache_dir" "${K8S_BINARIES[@]}"
 link "$containerd_cache_dir" "${CONTAINERD_BINARIES[@]}"
 link "$prometheus_cache_dir" "${PROMETHEUS_BINARIES[@]}"
+link "$prometheus_operator_cache_dir" "${PROMETHEUS_OPERATOR_BINARIES[@]}"
+link "$coredns_cache_dir" "${COREDNS_BINARIES[@]}"
 
 [ ${#pids[@]} -eq 0 ] || log "node binaries built in $((SECONDS - started))s"
 log "ready: kubelet $("$bin_dir/kubelet" --version | awk '{print $2}'), kube-proxy $("$bin_dir/kube-proxy" --version | awk '{print $2}')," \
-  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), prometheus $("$bin_dir/prometheus3" --version | awk 'NR==1 {print $3}'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
-log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir, $prometheus_cache_dir"
+  "containerd $("$bin_dir/containerd" --version | awk '{print $3}'), prometheus $("$bin_dir/prometheus3" --version | awk 'NR==1 {print $3}')," \
+  "prometheus-operator $("$bin_dir/prometheus-operator" --version 2>&1 | awk 'NR==1 {print $3}'), coredns $("$bin_dir/coredns" -version | sed -n 's/^CoreDNS-//p'), $(runc --version | head -n1), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins)"
+log "binaries: $bin_dir -> $k8s_cache_dir, $containerd_cache_dir, $prometheus_cache_dir," \
+  "$prometheus_operator_cache_dir, $coredns_cache_dir"

@@ -6,7 +6,8 @@
 `get` shows the phase, the versions, the conditions, the last check with its query, the drift
 watch, the history and the latest events; `--watch` redraws it when the object or its events
 change. The actions set the `vigil.dev/action` annotation the operator handles (GitOps-safe: it is
-metadata, not spec). `render` is pure; the rest reads the cluster through the user's kubeconfig.
+metadata, not spec, and its field manager is one Flux's apply leaves alone; see constants.py).
+`render` is pure; the rest reads the cluster through the user's kubeconfig.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ async def _run(args: argparse.Namespace) -> int:
             # The stubs leave out `_content_type`, which the client accepts.
             await custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
                 c.GROUP, c.VERSION, namespace, c.PLURAL, args.name, body,
-                _content_type="application/merge-patch+json",
+                field_manager=c.CLI_FIELD_MANAGER, _content_type="application/merge-patch+json",
             )  # fmt: skip
             print(f"{args.command} requested for modeldeployment {namespace}/{args.name}")
             return 0

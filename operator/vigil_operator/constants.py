@@ -30,9 +30,14 @@ LABEL_SPEC_HASH = "vigil.dev/spec-hash"
 # On the pod template: which release (and retry) it runs. Rollouts are tracked by this id, which
 # admission webhooks leave alone, not by the image or env they may mutate.
 ANNOTATION_RELEASE = "vigil.dev/release"
-# `kubectl annotate mdep NAME vigil.dev/action=retry|rollback|promote`: a manual action that
-# lives in metadata (not in git), so a GitOps re-apply neither undoes nor repeats it.
+# `kubectl vigil retry|rollback|promote NAME`: a manual action, in metadata (not in git), so a
+# GitOps re-apply neither undoes nor repeats it; the operator removes it once handled.
 ANNOTATION_ACTION = "vigil.dev/action"
+# The field manager of the plugin's annotation. Flux's kustomize-controller removes, at its next
+# apply, every field whose Update manager's name starts with "kubectl" (so a plain
+# `kubectl annotate`, manager kubectl-annotate, is undone: tests/e2e/test_gitops.py shows it);
+# this name is left alone.
+CLI_FIELD_MANAGER = "vigil-cli"
 
 SERVER_PORT = 8080
 SERVER_PORT_NAME = "http"

@@ -246,7 +246,7 @@ def message_of(facts: Facts, desired: Release) -> str:
         case Phase.ROLLED_BACK:
             return (
                 f"{facts.failed_version} was rolled back ({facts.rollback_reason}); {current} serves. "
-                f"Change spec.version or annotate vigil.dev/action=retry to try {desired.version} again"
+                f"Change spec.version, or run kubectl vigil retry, to try {desired.version} again"
             )
         case Phase.DEGRADED:
             return f"{current} needs attention: {facts.degraded_reason}"

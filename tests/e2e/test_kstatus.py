@@ -25,6 +25,9 @@ from .conftest import Stack, condition, model_deployment, promoted
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 KSTATUS = REPO_ROOT / "bin" / "kstatus"
 EXPECTED = {
+    # Before the operator's first status write kstatus has nothing to go on: Current (why the
+    # shipped Flux Kustomization adds healthCheckExprs; docs/gitops.md).
+    "NoStatus": "Current",
     "NotObserved": "InProgress",
     "Progressing": "InProgress",
     "Analyzing": "InProgress",
@@ -53,6 +56,8 @@ def kstatus(manifest: dict[str, Any]) -> dict[str, str]:
 def state_of(manifest: dict[str, Any]) -> str:
     """What the operator says, in the words of EXPECTED."""
     status = manifest.get("status") or {}
+    if not status:
+        return "NoStatus"
     if status.get("observedGeneration") != manifest["metadata"]["generation"]:
         return "NotObserved"
     if condition(status, "Degraded").get("status") == "True":
@@ -123,7 +128,7 @@ def test_kstatus_during_analysis_after_promotion_and_after_a_rollback(
     failed = watch.until(phase("RolledBack"), what="v2 rolled back")
     assert failed["status"] == "Failed"
     assert "v2 was rolled back (AnalysisFailed)" in failed["message"]
-    assert "vigil.dev/action=retry" in failed["message"]
+    assert "kubectl vigil retry" in failed["message"]
 
     # The user acts: back to v1 in git. kstatus sees the new generation, then Current.
     stack.apply(
@@ -170,3 +175,16 @@ def test_kstatus_is_failed_while_metrics_are_unavailable_and_current_again_after
     stack.prometheus.restart()
     recovered = watch.until(lambda s: condition(s, "Degraded").get("status") == "False", what="metrics back")
     assert recovered["status"] == "Current"
+
+
+def test_kstatus_alone_calls_a_modeldeployment_without_status_current() -> None:
+    """Before the operator's first status write, kstatus has nothing to wait on: Current. So a
+    Flux `wait` on kstatus alone passes a ModelDeployment applied for the first time at once; the
+    shipped Kustomization's healthCheckExprs wait instead (tests/e2e/test_gitops.py)."""
+    just_applied = {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": "ml", "generation": 1},
+        "spec": {"version": "v1", "model": {"uri": "file:///models/iris.joblib"}},
+    }
+    assert kstatus(just_applied)["status"] == "Current"

@@ -5,12 +5,23 @@ Helm gets the cluster's kubeconfig explicitly, so nothing touches ~/.kube or ~/.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 from harness.cluster import BIN_DIR, REPO_ROOT, LocalCluster
 
 CHART = REPO_ROOT / "charts" / "vigil"
+OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
+
+
+def kube_prometheus_stack_values() -> str:
+    """The values block docs/operations.md gives kube-prometheus-stack users ("With
+    kube-prometheus-stack"), verbatim: the tests install with it, so the docs cannot drift."""
+    section = OPERATIONS_DOC.read_text().split("### With kube-prometheus-stack", 1)[1]
+    block = re.search(r"```yaml\n(# values-kube-prometheus-stack\.yaml\n.*?)```", section, re.DOTALL)
+    assert block is not None, "the values block is gone from docs/operations.md"
+    return block.group(1)
 
 
 class Helm:

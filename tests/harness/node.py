@@ -51,6 +51,7 @@ from typing import Any
 
 import yaml
 
+from harness import cluster_dns
 from harness.cluster import BIN_DIR, CUSTOM_STATUS_ANNOTATION, REPO_ROOT, VENV_BIN, tool_env
 from harness.waiting import WaitTimeout, wait_for
 
@@ -64,7 +65,7 @@ RUNC = "/usr/sbin/runc"
 PAUSE_IMAGE = "localhost/vigil/pause:3.10"
 HELLO_IMAGE = "localhost/vigil/hello:0.1"
 PORTS = {"kubelet": 10250, "kubelet healthz": 10248, "kube-proxy metrics": 10249, "kube-proxy healthz": 10256}
-NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "ctr", "containerd-shim-runc-v2")
+NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "ctr", "containerd-shim-runc-v2", "coredns")
 # What the kubelet's protectKernelDefaults demands (pkg/kubelet/cm setupKernelTunables).
 KERNEL_DEFAULTS = {
     "vm/overcommit_memory": 1,
@@ -110,7 +111,7 @@ def _oci_archive(path: Path, name: str, files: dict[str, Path], entrypoint: list
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for arcname, source in files.items():
-            info = tar.gettarinfo(str(source), arcname)
+            info = tar.gettarinfo(str(source.resolve()), arcname)  # bin/ holds symlinks
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             info.mtime = 0
@@ -194,6 +195,26 @@ def _hello_binary() -> Path:
         run("go", "build", "-ldflags", "-s -w", "-o", str(out), str(HELLO_GO), env=env, cwd=HELLO_GO.parent)
         out.rename(binary)
     return binary
+
+
+def binary_image(image: str, binaries: dict[str, Path], entrypoint: list[str]) -> Path:
+    """An image of static binaries alone (they need no libc, no shell), archived once per build of
+    them: the archive is named by the binaries' resolved paths (their versioned cache folders),
+    sizes and times, so a rebuilt binary makes a new one."""
+    key = hashlib.sha256(image.encode())
+    for arcname, path in sorted(binaries.items()):
+        stat = path.stat()
+        key.update(f"{arcname}={path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    name = image.rsplit("/", 1)[1].replace(":", "-")
+    archive = IMAGES_DIR / f"{name}-{key.hexdigest()[:12]}.tar"
+    if not archive.exists():
+        missing = [str(p) for p in binaries.values() if not p.exists()]
+        if missing:
+            raise NodeError(f"{', '.join(missing)} missing: run `make node-tools`")
+        started = time.monotonic()
+        _oci_archive(archive, image, binaries, entrypoint)
+        log(f"built {image} ({archive.name}, {time.monotonic() - started:.0f}s)")
+    return archive
 
 
 def model_store_image(files: dict[str, Path]) -> tuple[str, Path]:
@@ -341,6 +362,7 @@ class RealNode:
         wait_for(self._node_ready, timeout=120, interval=1, what=f"node {NODE_NAME} Ready")
         log(f"node {NODE_NAME} is Ready ({time.monotonic() - started:.0f}s)")
         self._start_kube_proxy(node_ip)
+        self._start_cluster_dns()
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
         logs = self.workdir / "logs"
@@ -545,7 +567,9 @@ state = "{base}/state"
             "registerWithTaints": self._taints(),
             "maxPods": 30,
             "failSwapOn": False,
-            "resolvConf": "",
+            "resolvConf": "",  # pods ask the cluster DNS only (nothing outside answers here)
+            "clusterDNS": [cluster_dns.CLUSTER_DNS_IP],
+            "clusterDomain": cluster_dns.CLUSTER_DOMAIN,
             "serializeImagePulls": False,
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
@@ -624,6 +648,44 @@ state = "{base}/state"
 
         wait_for(synced, timeout=60, interval=1, what="kube-proxy's iptables rules")
         log("kube-proxy is up (iptables mode)")
+
+    def _start_cluster_dns(self) -> None:
+        """CoreDNS behind the Service the kubelet names to every pod (harness.cluster_dns)."""
+        started = time.monotonic()
+        self.import_images(binary_image(cluster_dns.IMAGE, {"coredns": BIN_DIR / "coredns"}, ["/coredns"]))
+        node_selector = {NODE_LABEL: "true"}
+        tolerations = [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
+        manifests = cluster_dns.objects(node_selector, tolerations)
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            input=json.dumps({"kind": "List", "apiVersion": "v1", "items": manifests}),
+        )
+
+        def available() -> bool:
+            out = self.kubectl(
+                "get",
+                "deployment",
+                cluster_dns.NAME,
+                "-n",
+                cluster_dns.NAMESPACE,
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+                check=False,
+            )
+            return out.stdout.strip() == "1"
+
+        try:
+            wait_for(available, timeout=60, interval=0.5, what="CoreDNS available")
+        except WaitTimeout as timeout:
+            pods = self.kubectl(
+                "describe", "pods", "-n", cluster_dns.NAMESPACE, "-l", "k8s-app=kube-dns", check=False
+            )
+            raise NodeError(f"{timeout}\n{pods.stdout[-3000:]}") from timeout
+        seconds = time.monotonic() - started
+        log(f"cluster DNS: CoreDNS {cluster_dns.VERSION} at {cluster_dns.CLUSTER_DNS_IP} ({seconds:.0f}s)")
 
     # -- stop
     def stop(self) -> None:

@@ -5,14 +5,17 @@
 - Prometheus 3 (`make node-tools`; Debian's has no Kubernetes discovery) on the host,
   discovering the model-server pods through the API with the scrape job users copy
   (manifests/samples/prometheus-scrape-config.yaml), listening on the node's IP so that the
-  operator's pod reaches it;
+  operator's pod reaches it; or, with `kube_prometheus_stack_values`, monitoring as
+  kube-prometheus-stack users have it: prometheus-operator on the node runs the Prometheus of
+  the release those chart values name (harness.prometheus_operator), which finds the model
+  servers and the operator through the chart's PodMonitor and ServiceMonitor alone;
 - an in-cluster model store: a Deployment and a Service serving the trained model files from an
   image built here (harness.node.model_store_image), reached by its ClusterIP;
 - the chart, installed with helm into `vigil-system`, which enforces the `restricted` Pod
   Security Standard, as are the models' and the store's namespaces.
 
-There is no cluster DNS: pods reach Services by ClusterIP (the operator finds the API through
-the `kubernetes` Service's, from its environment).
+The node's cluster DNS (harness.cluster_dns) resolves Service names in pods; the host reaches
+Services by ClusterIP (kube-proxy's rules route them from the host too).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from harness import prometheus_operator
 from harness.cluster import REPO_ROOT, LocalCluster
 from harness.helm import CHART, Helm
 from harness.models import TrainedModel
@@ -70,10 +74,15 @@ class RealStack:
 
     workdir: Path
     models: dict[str, TrainedModel]
+    # Chart values for a kube-prometheus-stack (docs/operations.md's block): with them, the
+    # Prometheus of the release they name runs under prometheus-operator on the node and the chart
+    # is installed with them; without, Prometheus 3 runs on the host with the sample scrape job.
+    kube_prometheus_stack_values: Path | None = None
     processes: ProcessGroup = field(init=False)
     cluster: LocalCluster | None = None
     node: RealNode | None = None
     prometheus: LocalPrometheus | None = None
+    monitoring: prometheus_operator.Stack | None = None
     store_url: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -101,7 +110,11 @@ class RealStack:
         archives = image_archives()
         self._timed("node", lambda: self._start_node(archives))
         self._timed("model store", self._start_store)
-        self._timed("prometheus", self._start_prometheus)
+        if self.kube_prometheus_stack_values is None:
+            self._timed("prometheus", self._start_prometheus)
+        else:
+            self._timed("prometheus-operator", self._start_prometheus_operator)
+            self._timed("prometheus", self._start_operated_prometheus)
         self._timed("helm install", self._install_chart)
 
     def _timed(self, what: str, step: Any) -> None:
@@ -192,8 +205,69 @@ class RealStack:
             binary=prometheus3_binary(),
         )
 
+    def _start_prometheus_operator(self) -> None:
+        """The CRDs of its release, its images on the node, and its Deployment rolled out."""
+        assert self.node is not None
+        self.node.import_images(*prometheus_operator.image_archives())
+        crds = prometheus_operator.crd_files()
+        # Server-side: the Prometheus CRD is larger than client-side apply's annotation allows.
+        self.kubectl("apply", "--server-side", *(a for crd in crds for a in ("-f", str(crd))))
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"crd/{c}.monitoring.coreos.com" for c in prometheus_operator.CRDS),
+        )
+        for manifest in prometheus_operator.operator_objects():
+            self.apply(manifest)
+        self.wait_rolled_out(prometheus_operator.OPERATOR_NAME, prometheus_operator.OPERATOR_NAMESPACE)
+
+    def _start_operated_prometheus(self) -> None:
+        """The Prometheus of the release the values name; its StatefulSet's pod Ready."""
+        assert self.kube_prometheus_stack_values is not None
+        values = yaml.safe_load(self.kube_prometheus_stack_values.read_text())
+        self.monitoring = stack = prometheus_operator.Stack.from_values(values)
+        for manifest in prometheus_operator.prometheus_objects(stack):
+            self.apply(manifest)
+
+        def ready() -> bool:
+            out = self.kubectl(
+                "get",
+                "statefulset",
+                f"prometheus-{stack.prometheus}",
+                "-n",
+                stack.namespace,
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+                check=False,
+            )
+            return out.strip() == "1"
+
+        wait_for(ready, timeout=120, interval=1, what=f"the StatefulSet of Prometheus {stack.prometheus}")
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where the host reaches the stack's Prometheus (the operated one: its Service's ClusterIP)."""
+        if self.prometheus is not None:
+            return self.prometheus.url
+        assert self.monitoring is not None
+        ip = self.kubectl(
+            "get",
+            "service",
+            self.monitoring.prometheus,
+            "-n",
+            self.monitoring.namespace,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        )
+        return f"http://{ip.strip()}:9090"
+
     def _install_chart(self) -> None:
-        assert self.prometheus is not None
+        if self.kube_prometheus_stack_values is not None:
+            monitoring = ("-f", str(self.kube_prometheus_stack_values))
+        else:
+            assert self.prometheus is not None
+            monitoring = ("--set", f"prometheusUrl={self.prometheus.url}")
         self.helm(
             "upgrade",
             "--install",
@@ -207,8 +281,8 @@ class RealStack:
             *("--set", f"image.tag={IMAGE_TAG}"),
             *("--set", "image.pullPolicy=Never"),
             *("--set", f"defaultImage={SERVER_IMAGE}"),
-            *("--set", f"prometheusUrl={self.prometheus.url}"),
             *("--set", f"watchNamespaces={{{MODELS_NAMESPACE}}}"),
+            *monitoring,
         )
 
     def wait_rolled_out(self, deployment: str, namespace: str, timeout: int = 90) -> None:

@@ -6,9 +6,13 @@ tests, ordered last, assert what it saw. Steps, each recorded in `facts`:
 
 1. a cluster whose only node is real (harness.realstack);
 2. an interrupted `python -m harness.node up` (SIGINT while containerd runs) leaves nothing;
-3. the node, the model store, Prometheus and `helm install` of the chart;
+3. the node (with its cluster DNS), the model store, monitoring as kube-prometheus-stack users
+   have it (prometheus-operator running a Prometheus that selects monitors by `release`), and
+   `helm install` of the chart with the values block of docs/operations.md, verbatim;
 4. v1 rolled out and promoted, v2 rolled out and promoted, v3 (worse than the threshold)
-   rolled back to v2, under steady traffic through the Service's ClusterIP;
+   rolled back to v2, under steady traffic through the Service's ClusterIP, every check asked
+   of that Prometheus by its Service's DNS name, which scrapes the servers through the chart's
+   PodMonitor alone; then a known batch of labels, counted by the servers and by the checks;
 5. `kubectl logs` and `kubectl exec` into the containers;
 6. teardown, then what is left of the node on the machine (nothing, or the test fails);
 7. `make demo`'s script on the real path, start to teardown.
@@ -31,12 +35,16 @@ from typing import Any
 
 from e2e.conftest import FAST_ANALYSIS
 
+from harness import cluster_dns, prometheus_operator
 from harness.cluster import REPO_ROOT
+from harness.helm import kube_prometheus_stack_values
 from harness.models import TrainedModel, train
 from harness.node import leftovers
 from harness.realstack import MODELS_NAMESPACE, OPERATOR_NAMESPACE, RealStack
 from harness.traffic import ServiceTraffic
 from harness.waiting import wait_for
+
+from .monitoring import count_a_batch, feedback_series, targets
 
 REPORT = REPO_ROOT / ".work" / "realnode-report.json"
 MODEL = "iris"
@@ -95,14 +103,19 @@ class RealNodeRun:
         REPORT.unlink(missing_ok=True)
         started = time.monotonic()
         models = train_models(self.workdir / "models")
-        self.stack = stack = RealStack(self.workdir / "stack", models)
+        values = self.workdir / "values-kube-prometheus-stack.yaml"
+        values.write_text(kube_prometheus_stack_values())
+        self.stack = stack = RealStack(self.workdir / "stack", models, kube_prometheus_stack_values=values)
         try:
             stack.start_cluster()
             self._record("interrupted start", self._interrupted_start(stack))
             stack.start_node()
             self._record("stack start (s)", stack.timings)
             self._inventory(stack)
+            rollout = time.monotonic()
             self._rollout_and_rollback(stack, models)
+            self._record("rollout and rollback (s)", round(time.monotonic() - rollout, 1))
+            self._monitoring(stack)
             self._logs_and_exec(stack)
         except BaseException:  # noqa: BLE001 - recorded; the tests report it
             self.error = traceback.format_exc()
@@ -191,6 +204,33 @@ class RealNodeRun:
         self._record(
             "operator pods", [_pod_facts(p) for p in stack.pods(OPERATOR_SELECTOR, OPERATOR_NAMESPACE)]
         )
+        assert stack.monitoring is not None
+        namespaces = (stack.monitoring.namespace, prometheus_operator.OPERATOR_NAMESPACE)
+        self._record(
+            "monitoring namespace labels",
+            {
+                n: json.loads(stack.kubectl("get", "namespace", n, "-o", "json"))["metadata"]["labels"]
+                for n in namespaces
+            },
+        )
+        self._record(
+            "monitoring pods",
+            {
+                "prometheus-operator": [
+                    _pod_facts(p)
+                    for p in stack.pods(
+                        "app.kubernetes.io/name=prometheus-operator", prometheus_operator.OPERATOR_NAMESPACE
+                    )
+                ],
+                "prometheus": [
+                    _pod_facts(p)
+                    for p in stack.pods("app.kubernetes.io/name=prometheus", stack.monitoring.namespace)
+                ],
+                "coredns": [_pod_facts(p) for p in stack.pods("k8s-app=kube-dns", cluster_dns.NAMESPACE)],
+            },
+        )
+        deployment = stack.get("deployment", "vigil-operator", OPERATOR_NAMESPACE)
+        self._record("operator args", deployment["spec"]["template"]["spec"]["containers"][0]["args"])
 
     def _rollout_and_rollback(self, stack: RealStack, models: dict[str, TrainedModel]) -> None:
         stack.apply(_model_deployment(stack, "v1", "good", models))
@@ -213,6 +253,7 @@ class RealNodeRun:
             marks["v2 back on every pod"] = traffic.versions()
         finally:
             traffic.stop()
+        self._record("rollback check", status.get("history", [{}])[0])
         self._record(
             "rollback status", {k: status.get(k) for k in ("phase", "stableVersion", "failedVersion")}
         )
@@ -226,6 +267,32 @@ class RealNodeRun:
             },
         )
 
+    def _monitoring(self, stack: RealStack) -> None:
+        """Labels counted once, and what the operated Prometheus scrapes."""
+        started = time.monotonic()
+        self._record(
+            "count comparison", count_a_batch(stack, MODEL, SELECTOR, "v2", stack.feedback_token(MODEL))
+        )
+        self._record("count comparison (s)", round(time.monotonic() - started, 1))
+        self._record("prometheus targets", targets(stack.prometheus_url))
+        assert stack.monitoring is not None
+        prometheus = stack.get("prometheus", stack.monitoring.prometheus, stack.monitoring.namespace)
+        self._record(
+            "prometheus conditions", {c["type"]: c["status"] for c in prometheus["status"]["conditions"]}
+        )
+        log = stack.kubectl(
+            "logs",
+            "-n",
+            prometheus_operator.OPERATOR_NAMESPACE,
+            f"deploy/{prometheus_operator.OPERATOR_NAME}",
+        )
+        self._record(
+            "prometheus-operator log errors",
+            [line for line in log.splitlines() if "level=error" in line or "forbidden" in line],
+        )
+        self._record("v2 feedback series", feedback_series(stack.prometheus_url, MODEL, "v2"))
+        self._record("v2 pods", sorted(p["metadata"]["name"] for p in stack.pods(SELECTOR)))
+
     def _logs_and_exec(self, stack: RealStack) -> None:
         self._record(
             "operator log",
@@ -237,6 +304,17 @@ class RealNodeRun:
             "exec", "-n", MODELS_NAMESPACE, name, "--", "python3", "-c", "import os; print(os.getuid())"
         )
         self._record("exec uid", uid.strip())
+        resolv = stack.kubectl(
+            "exec",
+            "-n",
+            MODELS_NAMESPACE,
+            name,
+            "--",
+            "python3",
+            "-c",
+            "print(open('/etc/resolv.conf').read())",
+        )
+        self._record("pod resolv.conf", resolv)
 
 
 def _model_deployment(
@@ -285,4 +363,5 @@ def _pod_facts(pod: dict[str, Any]) -> dict[str, Any]:
         "ready": _ready(pod),
         "containerID": statuses[0].get("containerID", ""),
         "image": statuses[0].get("image", ""),
+        "images": {status["name"]: status["image"] for status in statuses if "name" in status},
     }

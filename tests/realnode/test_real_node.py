@@ -1,11 +1,15 @@
 """Vigil on a real node: installed with helm, its pods in containers, a rollout and a rollback
-under steady traffic through the Service without one failed request, and a node that leaves
-nothing behind. What each test asserts was recorded by the scenario (tests/realnode/scenario.py)."""
+under steady traffic through the Service without one failed request, monitored the way
+kube-prometheus-stack users monitor it, and a node that leaves nothing behind. What each test
+asserts was recorded by the scenario (tests/realnode/scenario.py)."""
 
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from harness import cluster_dns, prometheus_operator
+from harness.helm import kube_prometheus_stack_values
 from harness.node import NODE_NAME
 from harness.realstack import SERVER_IMAGE
 
@@ -62,6 +66,77 @@ def test_kubectl_logs_and_exec_reach_the_containers(real_node: RealNodeRun) -> N
     assert "model_deployment_changed" in real_node.fact("operator log")
     assert "Uvicorn running" in real_node.fact("model-server log")
     assert real_node.fact("exec uid") == "65532"  # the image's non-root user
+
+
+def test_pods_resolve_service_names_through_the_nodes_cluster_dns(real_node: RealNodeRun) -> None:
+    (coredns,) = real_node.fact("monitoring pods")["coredns"]
+    assert coredns["ready"]
+    assert coredns["node"] == NODE_NAME
+    assert coredns["image"] == cluster_dns.IMAGE
+    resolv = real_node.fact("pod resolv.conf")
+    assert f"nameserver {cluster_dns.CLUSTER_DNS_IP}" in resolv
+    assert "search ml.svc.cluster.local svc.cluster.local cluster.local" in resolv
+
+
+def test_prometheus_operator_runs_prometheus_as_a_statefulset_under_restricted_pod_security(
+    real_node: RealNodeRun,
+) -> None:
+    pods = real_node.fact("monitoring pods")
+    (operator,) = pods["prometheus-operator"]
+    (prometheus,) = pods["prometheus"]
+    assert operator["ready"]
+    assert operator["image"] == prometheus_operator.OPERATOR_IMAGE
+    assert prometheus["ready"]
+    assert prometheus["images"] == {
+        "prometheus": prometheus_operator.PROMETHEUS_IMAGE,
+        "config-reloader": prometheus_operator.RELOADER_IMAGE,
+    }
+    assert prometheus["name"] == "prometheus-kps-kube-prometheus-prometheus-0"  # the StatefulSet's
+    assert {operator["node"], prometheus["node"]} == {NODE_NAME}
+    assert real_node.fact("prometheus conditions") == {"Available": "True", "Reconciled": "True"}
+    # Its ClusterRole is enough: no request was forbidden, nothing failed.
+    assert real_node.fact("prometheus-operator log errors") == []
+    for labels in real_node.fact("monitoring namespace labels").values():
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_chart_takes_the_documented_values_verbatim(real_node: RealNodeRun) -> None:
+    """The operator asks the Prometheus the docs name, by its Service's DNS name; the rollout and the
+    rollback above were judged on what that Prometheus scraped through the chart's PodMonitor."""
+    url = yaml.safe_load(kube_prometheus_stack_values())["prometheusUrl"]
+    assert f"--prometheus-url={url}" in real_node.fact("operator args")
+    rollback = real_node.fact("rollback check")
+    assert (rollback["version"], rollback["outcome"]) == ("v3", "failed"), rollback
+    assert "accuracy" in rollback["reason"], rollback
+
+
+def test_each_labelled_prediction_is_counted_once_by_the_checks(real_node: RealNodeRun) -> None:
+    counts = real_node.fact("count comparison")
+    assert counts["labels sent"] == 100
+    assert counts["servers counted"] == counts["labels sent"], counts
+    assert counts["check samples"] == counts["servers counted"], counts  # no double count
+    assert 'namespace="ml"' in counts["after"]["check query"]
+    # One series per pod, from the PodMonitor's job alone, with the namespace label.
+    series = real_node.fact("v2 feedback series")
+    expected = [
+        {"job": "vigil-system/vigil-model-servers", "namespace": "ml", "pod": pod}
+        for pod in real_node.fact("v2 pods")
+    ]
+    assert series == expected
+
+
+def test_prometheus_scrapes_the_servers_and_the_operator_through_the_charts_monitors(
+    real_node: RealNodeRun,
+) -> None:
+    found = real_node.fact("prometheus targets")
+    pools = {t["scrapePool"] for t in found}
+    assert pools == {
+        "podMonitor/vigil-system/vigil-model-servers/0",
+        "serviceMonitor/vigil-system/vigil-operator/0",
+    }, found
+    assert all(t["health"] == "up" for t in found), found
+    (operator,) = [t for t in found if t["scrapePool"].startswith("serviceMonitor/")]
+    assert operator["service"] == "vigil-operator-metrics"
 
 
 def test_teardown_leaves_nothing_on_the_machine(real_node: RealNodeRun) -> None:

@@ -1,7 +1,8 @@
 """The Argo CD health Lua for ModelDeployment, run in a real Lua runtime (lupa) against status
 objects made by the operator's own status builder for every phase.
 
-tests/e2e/test_gitops.py runs the same script against live objects after a real rollback.
+tests/e2e/test_argocd_sync.py and tests/e2e/test_gitops.py (Flux) run the same script against live
+objects after a real rollback.
 """
 
 from __future__ import annotations

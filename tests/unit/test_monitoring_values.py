@@ -8,34 +8,24 @@ operator's ServiceMonitor scrapes the Service in front of its metrics port.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from test_chart import CHART, HELM, by_kind, container, helm, one, render
 
+from harness.helm import kube_prometheus_stack_values
 from vigil_operator.main import parse_args
 
-OPERATIONS_DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 MONITORS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 
 pytestmark = pytest.mark.skipif(not HELM.exists(), reason="bin/helm missing: run `make cluster-tools`")
 
 
-def documented_values() -> str:
-    """The YAML block of docs/operations.md, "With kube-prometheus-stack"."""
-    section = OPERATIONS_DOC.read_text().split("### With kube-prometheus-stack", 1)[1]
-    block = re.search(r"```yaml\n(# values-kube-prometheus-stack\.yaml\n.*?)```", section, re.DOTALL)
-    assert block is not None, "the values block is gone from docs/operations.md"
-    return block.group(1)
-
-
 @pytest.fixture(scope="module")
 def objects(helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     values = tmp_path_factory.mktemp("values") / "values-kube-prometheus-stack.yaml"
-    values.write_text(documented_values())
+    values.write_text(kube_prometheus_stack_values())
     rendered = helm(
         helm_env, "template", "vigil", str(CHART), "--namespace", "vigil-system", "-f", str(values)
     ).stdout

@@ -182,7 +182,7 @@ def test_status_after_a_rollback_names_the_failed_version_and_how_to_retry() -> 
     assert status["rollbackReason"] == "AnalysisFailed"
     assert status["message"] == (
         "v2 was rolled back (AnalysisFailed); v1 serves. "
-        "Change spec.version or annotate vigil.dev/action=retry to try v2 again"
+        "Change spec.version, or run kubectl vigil retry, to try v2 again"
     )
     assert [(h["version"], h["outcome"]) for h in status["history"]] == [("v2", "failed"), ("v1", "promoted")]
 
@@ -362,7 +362,7 @@ def test_stalled_after_a_rollback_says_what_failed_and_how_to_move_on() -> None:
     stalled = conditions(facts)["Stalled"]
     assert stalled.message == message_of(facts, V2)
     assert "v2 was rolled back (AnalysisFailed)" in stalled.message
-    assert "vigil.dev/action=retry" in stalled.message
+    assert "kubectl vigil retry" in stalled.message
 
 
 def test_metrics_unavailable_while_analysing_stalls_until_a_check_reads_data_again() -> None:

@@ -240,7 +240,7 @@ def message_of(facts: Facts, desired: Release) -> str:
         case Phase.ROLLED_BACK if facts.rollback_reason == Reason.SHADOW_REJECTED:
             return (
                 f"{facts.failed_version} was rejected as a shadow (it answered no user request); "
-                f"{current} serves. Change spec.version or annotate vigil.dev/action=retry to try "
+                f"{current} serves. Change spec.version, or run kubectl vigil retry, to try "
                 f"{desired.version} again"
             )
         case Phase.ROLLED_BACK:

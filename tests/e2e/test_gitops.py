@@ -161,9 +161,17 @@ def test_1_helmrelease_installs_the_chart_from_git_then_upgrades_its_crd(
     started = time.monotonic()
     try:
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([repository, release]))
-        installed = site.flux.wait_ready("HelmRelease", namespace, release_name, timeout=240)
+        site.flux.wait_ready("HelmRelease", namespace, release_name, timeout=240)
+
+        def installed() -> list[dict[str, Any]] | None:
+            # helm-controller may write Ready=True before the release's history (seen in a CI run):
+            # wait for both, in whatever order they come.
+            obj = site.flux.get("HelmRelease", namespace, release_name)
+            history = (obj.get("status") or {}).get("history")
+            return history if history and ready_condition(obj).get("status") == "True" else None
+
+        history = wait_for(installed, timeout=60, what="the HelmRelease's history after Ready")
         timed("helmrelease_install", time.monotonic() - started)
-        history = installed["status"]["history"]
         assert history[0]["chartVersion"] == "0.1.0"
         assert history[0]["status"] == "deployed"
         operator = json.loads(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -223,20 +224,19 @@ async def delete_deployment(namespace: str, name: str) -> bool:
     Its pods go in the background (the garbage collector), so the round never waits for them.
     """
     api = await connect()
-    try:
-        await client.AppsV1Api(api).delete_namespaced_deployment(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
+    return await _deleted(client.AppsV1Api(api).delete_namespaced_deployment(name, namespace))
 
 
 async def delete_service(namespace: str, name: str) -> bool:
     """Delete a Service the operator owns (a shadow's); whether there was one to delete."""
     api = await connect()
+    return await _deleted(client.CoreV1Api(api).delete_namespaced_service(name, namespace))
+
+
+async def _deleted(deletion: Awaitable[object]) -> bool:
+    """Await a delete call: True once deleted, False when the object was already gone (404)."""
     try:
-        await client.CoreV1Api(api).delete_namespaced_service(name, namespace)
+        await deletion
     except ApiException as error:
         if error.status == 404:
             return False

@@ -107,7 +107,7 @@ def describe(mdep: dict[str, Any], events: Sequence[dict[str, Any]], now: dateti
     """Everything `describe` shows, as data: versions, conditions, checks, history, events, next step."""
     meta, spec, status = _parts(mdep)
     analysis = _analysis(spec)
-    ordered = sorted(events, key=_event_time)
+    ordered = sorted(events, key=_event_order)
     return {
         "name": meta.get("name", ""),
         "namespace": meta.get("namespace", ""),
@@ -159,7 +159,7 @@ def recent_checks(last: dict[str, Any] | None, events: Sequence[dict[str, Any]])
         at = _parse_time(_event_time(event))
         if at is not None and last_time is not None and abs((at - last_time).total_seconds()) < 1.5:
             continue
-        detail = message.split(_QUERY_SUFFIX, 1)[0]
+        detail = _without_query(message)
         measured = _MEASURED.search(detail)
         checks.append(
             {
@@ -297,14 +297,15 @@ def render_describe(view: dict[str, Any], now: datetime, *, limit: int = 10) -> 
         lines += ["", "History (newest first):"]
         lines += [
             f"  {item.get('version', ''):<12} {item.get('outcome', ''):<10} {_ago(item.get('at'), now):>8}  "
-            f"{item.get('reason', '')}".rstrip()
+            f"{_without_query(item.get('reason', ''))}".rstrip()
             for item in view["history"]
         ]
     recent = view["events"][-limit:] if limit > 0 else []
     if recent:
         lines += ["", f"Events (last {len(recent)}):"]
         lines += [
-            f"  {_ago(event['time'], now):>8}  {event['type']:<7}  {event['reason']:<22} {event['message']}"
+            f"  {_ago(event['time'], now):>8}  {event['type']:<7}  {event['reason']:<22} "
+            f"{_without_query(event['message'])}"
             for event in recent
         ]
     return "\n".join(lines)
@@ -329,8 +330,10 @@ def _render_checks(view: dict[str, Any], now: datetime) -> list[str]:
         lines.append(f"  query: {last['query']}")
     streaks, analysis = view.get("streaks") or {}, view["analysis"]
     if streaks:
+        # successLimit counts only while a release is analysed; a promoted one's passes just go on.
+        limit = f"/{analysis['successLimit']}" if view["phase"] == "Analyzing" else ""
         lines.append(
-            f"  in a row: {streaks.get('passes', 0)}/{analysis['successLimit']} passed, "
+            f"  in a row: {streaks.get('passes', 0)}{limit} passed, "
             f"{streaks.get('failures', 0)}/{analysis['failureLimit']} failed, "
             f"{streaks.get('errors', 0)}/{analysis['errorLimit']} without data"
         )
@@ -351,9 +354,11 @@ def action_report(
 ) -> ActionReport:
     """What the operator did with an action: the events it posted and the status it left."""
     status = _parts(mdep)[2]
-    ordered = sorted(new_events, key=_event_time)
-    lines = [f"the operator handled {action.value} in {waited:.1f}s:"]
-    lines += [f"  {event.get('reason', ''):<22} {event.get('message', '')}" for event in ordered]
+    ordered = sorted(new_events, key=_event_order)
+    lines = [f"the operator handled {action.value} in {waited:.2f}s:"]
+    lines += [
+        f"  {event.get('reason', ''):<22} {_without_query(event.get('message', ''))}" for event in ordered
+    ]
     if not ordered:
         lines.append("  (no event: the status below is all it recorded)")
     lines.append(f"now: {status.get('phase') or 'Pending'}  {status.get('message') or ''}".rstrip())
@@ -397,6 +402,11 @@ def _condition(conditions: Sequence[dict[str, Any]], kind: str) -> str:
     return f"{kind}={found.get('status')}{reason}"
 
 
+def _without_query(text: str) -> str:
+    """A message without the query it ends with: the text view shows the query once, under Checks."""
+    return str(text).split(_QUERY_SUFFIX, 1)[0]
+
+
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return NONE
@@ -408,6 +418,13 @@ def _number(value: Any, default: float) -> float:
         return float(value)
     except (TypeError, ValueError):
         return default
+
+
+def _event_order(event: dict[str, Any]) -> tuple[str, int]:
+    """Oldest first; events of the same second in the order they were written (kubectl describe
+    shows them in the API's name order, which for `generateName` events is random)."""
+    version = str((event.get("metadata") or {}).get("resourceVersion", ""))
+    return _event_time(event), int(version) if version.isdigit() else 0
 
 
 def _event_time(event: dict[str, Any]) -> str:

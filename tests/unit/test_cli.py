@@ -115,6 +115,7 @@ def test_describe_after_a_rollback_tells_what_serves_why_and_what_happened() -> 
     assert history[1].split()[:4] == ["v1", "promoted", "2h", "ago"]
     shown = [line.split()[3] for line in lines[lines.index("Events (last 5):") + 1 :]]
     assert shown == ["RolloutStarted", "AnalysisFailed", "AnalysisFailed", "RolledBack", "AnalysisFailed"]
+    assert text.count("query:") == 1, "the query is shown once, under Checks, not in every event"
 
 
 def test_describe_lists_every_check_on_record_with_value_interval_and_verdict() -> None:
@@ -131,7 +132,7 @@ def test_describe_lists_every_check_on_record_with_value_interval_and_verdict() 
     assert "check failed (2/3): accuracy 0.787" in table[2]
     assert "query:" not in table[2]  # the query is shown once, below
     assert lines[start + 6] == f"  query: {QUERY}"
-    assert lines[start + 7] == "  in a row: 1/3 passed, 0/3 failed, 0/5 without data"
+    assert lines[start + 7] == "  in a row: 1 passed, 0/3 failed, 0/5 without data"  # after promotion
 
 
 def test_describe_says_what_happens_next_and_when() -> None:
@@ -221,6 +222,14 @@ def test_a_status_that_cannot_be_read_is_said_so_not_a_crash(status: dict[str, A
     render_describe(describe(mdep, [event("X", "not a time")], NOW), NOW)
 
 
+def test_events_of_the_same_second_keep_the_order_they_were_written_in() -> None:
+    failed = event("AnalysisFailed", "2026-11-30T11:50:00Z")
+    reverted = event("RolledBack", "2026-11-30T11:50:00Z")
+    failed["metadata"], reverted["metadata"] = {"resourceVersion": "99"}, {"resourceVersion": "100"}
+    view = describe(rolled_back(), [reverted, failed], NOW)
+    assert [item["reason"] for item in view["events"]] == ["AnalysisFailed", "RolledBack"]
+
+
 def test_a_manual_promotion_is_no_check_but_promotion_by_checks_is() -> None:
     events = [
         event("Promoted", "2026-11-30T11:00:00Z", "v2 promoted to stable: promotion requested by annotation"),
@@ -304,7 +313,7 @@ def test_the_action_report_shows_the_operators_events_and_the_new_state() -> Non
     report = action_report(Action.ROLLBACK, mdep, events, 1.25)
     assert report.done
     assert report.text.splitlines() == [
-        "the operator handled rollback in 1.2s:",
+        "the operator handled rollback in 1.25s:",
         "  RolledBack             rolled back from v2 to v1: rollback requested",
         "now: RolledBack  v2 was rolled back (ManualRollback); v1 serves.",
     ]

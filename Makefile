@@ -173,6 +173,10 @@ manifests: venv sync-crds ## Regenerate the plain install (manifests/) from the 
 images: ## Build the operator and model server images (Docker, else buildah) and their archives in .work/images/
 	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) $(if $(BASE),BASE=$(BASE)) hack/images.sh
 
+.PHONY: krew-archive
+krew-archive: venv ## The kubectl vigil plugin's krew archive in .work/release/, and its sha256 in plugins/vigil.yaml
+	@$(PY) hack/kubectl-vigil-archive.py --out .work/release --manifest plugins/vigil.yaml
+
 .PHONY: kind-up
 kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)
 	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || $(KIND) create cluster --name $(KIND_CLUSTER) --wait 120s

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
-from harness.cluster import VENV_BIN
+import pytest
+import yaml
+
+from harness.cluster import REPO_ROOT, VENV_BIN, LocalCluster
 from harness.models import TrainedModel
 from harness.waiting import wait_for
 
 from .conftest import Stack, model_deployment, promoted
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 
 
 def kubectl_vigil(stack: Stack, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -152,3 +160,46 @@ def test_watch_follows_a_rollback_and_describe_tells_the_story(
     described = json.loads(kubectl_vigil(stack, "describe", "iris", "-o", "json").stdout)
     assert described["versions"] == {"spec": "v2", "serving": "v1", "stable": "v1", "failed": "v2"}
     assert [check["verdict"] for check in described["checks"]].count("fail") >= 3
+
+
+def test_the_krew_archive_runs_against_the_cluster(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """The release's plugin (a zipapp of pure Python) talks to a real API server with the standard
+    library alone: the dependencies' pure-Python fallbacks (aiohttp, yarl, multidict) work."""
+    built = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "hack" / "kubectl-vigil-archive.py"), "--out", str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "operator")},
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    with tarfile.open(built.stdout.split()[0]) as archive:
+        archive.extractall(tmp_path / "plugin", filter="data")
+    manifest = {
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": namespace},
+        "spec": {"version": "v1", "model": {"uri": "file:///models/iris.joblib"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(tmp_path / "plugin" / "kubectl-vigil"),
+            "get",
+            "iris",
+            "-n",
+            namespace,
+        ],
+        env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": os.environ["PATH"]},
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[1].split()[:3] == ["iris", "v1", "<none>"]

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+from typing import Any
 
 import kopf
 
@@ -116,7 +117,7 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _resources(text: str) -> dict:
+def _resources(text: str) -> dict[str, Any]:
     try:
         return resources_json(text)
     except (ValueError, json.JSONDecodeError) as error:

@@ -286,7 +286,8 @@ async def instant_query(access: PrometheusAccess, query: str, at: datetime | Non
         raise PrometheusError(
             bounded(f"Prometheus rejected the query ({body.get('errorType')}): {body.get('error')}")
         )
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 def _number(text: Any) -> float:

@@ -25,6 +25,7 @@ from vigil_operator.builders import (
     candidate_service_for,
     deployment_for,
     drift,
+    feedback_secret_name,
     observe,
     service_for,
     service_url,
@@ -123,7 +124,7 @@ async def ensure_feedback_secret(body: dict[str, Any], owner: Owner, logger: log
     logged and the round goes on: the pods then wait for the Secret, visibly, instead of every
     other part of the round stalling too.
     """
-    name = feedback.feedback_secret_name(owner.name)
+    name = feedback_secret_name(owner.name)
     rotation = feedback.rotation_requested(body)
     try:
         existing = await kube.read_secret_metadata(owner.namespace, name)

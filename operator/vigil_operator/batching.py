@@ -30,7 +30,7 @@ from vigil_operator.queries import (
 
 # What the CRD lets through as a namespace, name and version (label values); anything else is
 # measured on its own, so one odd object can never break the query of every other.
-_LABEL_SAFE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+_LABEL_SAFE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A delay computed as seconds from a due time loses a microsecond or so in the float.
 _CLOCK_SLACK = timedelta(milliseconds=1)
@@ -64,7 +64,7 @@ class BatchQuery:
 
 def batchable(target: Target) -> bool:
     """Whether a target's labels are plain enough to be matched inside a shared selector."""
-    return all(_LABEL_SAFE.match(value) for value in (target.namespace, target.name, target.version))
+    return all(_LABEL_SAFE.fullmatch(value) for value in (target.namespace, target.name, target.version))
 
 
 def batch_query(requests: Sequence[CheckRequest]) -> BatchQuery:

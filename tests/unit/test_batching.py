@@ -49,7 +49,8 @@ def test_objects_over_the_same_range_share_one_group_and_others_get_their_own() 
     assert len(batch.groups) == 2
     assert batch.group_of[promoted[0]] == batch.group_of[promoted[1]] != batch.group_of[analysing]
     assert batch.groups[0].targets == (IRIS, WINE)
-    assert batch.query.count("offset 30s") == 2 and batch.query.count("offset 95500ms") == 2
+    assert batch.query.count("offset 30s") == 2
+    assert batch.query.count("offset 95500ms") == 2
 
 
 def test_ranges_that_render_alike_share_a_group() -> None:
@@ -63,7 +64,8 @@ def test_the_batched_query_sums_per_target_and_keeps_the_double_scrape_dedup() -
     assert query.count("sum by (namespace, model, version)") == 2
     # Per process (whichever jobs scraped it), and per model: one exporter may serve many.
     assert query.count("max by (namespace, pod, instance, model, version)") == 8
-    assert "increase(" not in query and "rate(" not in query
+    assert "increase(" not in query
+    assert "rate(" not in query
     assert 'namespace=~"ml"' in query
     assert 'model=~"iris|wine"' in query
     assert 'version=~"v1|v2"' in query

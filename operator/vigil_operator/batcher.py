@@ -1,8 +1,9 @@
 """The shell of batched checks: the due checks of one tick that share a Prometheus, as one query.
 
 An object whose check is due asks `Batcher.answer` for its share and awaits it. The first request
-for a Prometheus (same URL, credentials and limits) and evaluation time opens a short window;
-every request of that tick arriving within it joins; then one query goes out (`batching` builds it
+for a Prometheus (same URL, credentials and limits) and evaluation time opens a short window,
+which stretches while requests keep arriving; every request of that tick arriving within it
+joins; then one query goes out (`batching` builds it
 and splits the answer, `prometheus` sends it) and each object gets its own series back. A request
 arriving after its tick's query left starts another: correct, only one more query.
 
@@ -26,8 +27,11 @@ from vigil_operator.batching import CheckRequest, batch_query, split_answer
 DEFAULT_WINDOW_SECONDS = 1.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_PER_PROMETHEUS = 2
-# A window never holds a check longer than this share of its interval (1 s checks wait 0.1 s).
+# A window is never longer than this share of its interval (1 s checks wait 0.1 s), and it
+# grows while requests keep arriving: by a quarter window at a time, to three windows at most.
 WINDOW_SHARE_OF_INTERVAL = 0.1
+QUIET_SPELLS_PER_WINDOW = 4
+MAX_WINDOWS = 3
 # What a batch may read, per object it answers (a real answer is about 300 bytes per object), on
 # top of the operator's cap for one answer: a batch of 3,000 objects must not hit the cap of one.
 BYTES_PER_OBJECT = 2048
@@ -88,7 +92,7 @@ class Batcher:
     ) -> None:
         access, at = key
         try:
-            await asyncio.sleep(window)
+            await self._gather(pending, window)
         finally:
             if self._pending.get(key) is pending:  # later requests of this tick start a new batch
                 del self._pending[key]
@@ -107,6 +111,20 @@ class Batcher:
             self._settle(pending, error=prometheus.PrometheusError(unexpected))
         else:
             self._settle(pending, answers=answers)
+
+    @staticmethod
+    async def _gather(pending: _Pending, window: float) -> None:
+        """Wait `window`, and longer while requests still arrive (up to `MAX_WINDOWS` windows).
+
+        Objects due on one tick wake together but reach their check after reading their own
+        state, which takes longer when thousands wake at once; a quiet spell means they are in.
+        """
+        await asyncio.sleep(window)
+        for _ in range(MAX_WINDOWS * QUIET_SPELLS_PER_WINDOW - QUIET_SPELLS_PER_WINDOW):
+            arrived = len(pending.requests)
+            await asyncio.sleep(window / QUIET_SPELLS_PER_WINDOW)
+            if len(pending.requests) == arrived:
+                return
 
     async def _query(
         self, access: prometheus.PrometheusAccess, requests: list[CheckRequest], at: datetime

@@ -240,13 +240,20 @@ def watching(facts: Facts, analysis: AnalysisSpec) -> bool:
     return phase in (Phase.PROMOTED, Phase.ROLLED_BACK) and analysis.after_promotion
 
 
-def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan | None:
-    """The query to run now, or None when no check is due yet."""
+def next_check_at(facts: Facts, analysis: AnalysisSpec) -> datetime | None:
+    """When the next check falls due (an interval after the last one), or None while none will."""
     if facts.serving_since is None or not watching(facts, analysis):
         return None
     last = facts.last_check.time if facts.last_check else facts.serving_since
-    if now < last + timedelta(seconds=analysis.interval):
+    return last + timedelta(seconds=analysis.interval)
+
+
+def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan | None:
+    """The query to run now, or None when no check is due yet."""
+    due = next_check_at(facts, analysis)
+    if due is None or facts.serving_since is None or now < due:
         return None
+    last = facts.last_check.time if facts.last_check else facts.serving_since
     if phase_of(facts) is Phase.ANALYZING:
         since_serving = (now - facts.serving_since).total_seconds()
         shadow = facts.staged is not None and facts.staged.stage.kind is StageKind.SHADOW
@@ -665,9 +672,7 @@ def _remember(
 def _requeue_after(facts: Facts, inputs: Inputs) -> float:
     if facts.serving_since is None and facts.degraded_reason is None:
         return ROLLOUT_POLL_SECONDS
-    if not watching(facts, inputs.analysis) or facts.degraded_reason is not None:
+    due = next_check_at(facts, inputs.analysis)
+    if due is None or facts.degraded_reason is not None:
         return 300.0
-    last = facts.last_check.time if facts.last_check else facts.serving_since
-    assert last is not None
-    due = last + timedelta(seconds=inputs.analysis.interval)
     return max(0.1, (due - inputs.now).total_seconds())

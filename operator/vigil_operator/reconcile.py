@@ -18,6 +18,8 @@ from typing import Any
 from vigil_operator import constants as c
 from vigil_operator import feedback, kube, metrics, prometheus
 from vigil_operator.analysis import Measurement, Verdict
+from vigil_operator.batcher import Batcher
+from vigil_operator.batching import CheckRequest, batchable, tick_floor, wake_delay
 from vigil_operator.builders import (
     Owner,
     candidate_deployment_for,
@@ -42,6 +44,7 @@ from vigil_operator.decisions import (
     Reason,
     check_due,
     decide,
+    next_check_at,
     record_apply,
 )
 from vigil_operator.queries import Target, builtin_accuracy_query, custom_query, paired_comparison_query
@@ -89,12 +92,15 @@ async def run_check(
     plan: QueryPlan,
     at: datetime | None = None,
     policy: prometheus.AccessPolicy | None = None,
+    batcher: Batcher | None = None,
 ) -> tuple[Measurement, str]:
     """Render the query and measure through Prometheus `at` the check's time (the core judges).
 
     Never raises for missing data. Pass the `now` the check is recorded with: the next check's
     range starts there, and only then do back-to-back built-in counts meet exactly. A shadow's
     plan (`paired_with`) also reads the paired counts; the recorded query then names both.
+    With a `batcher` (and `at`), the built-in query is answered by its tick's batched query; the
+    recorded query stays this object's own, which returns the same counts.
     """
     analysis = spec.analysis
     query = (
@@ -109,7 +115,16 @@ async def run_check(
     except prometheus.PrometheusError as error:
         measurement = Measurement(error=bounded(str(error)))
     else:
-        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at, target=target)
+        answer = None
+        if batcher is not None and at is not None and analysis.builtin and batchable(target):
+            request, batch_access = CheckRequest(target, plan.range_seconds), access
+
+            async def answer() -> dict[str, Any]:
+                return await batcher.answer(batch_access, request, at, analysis.interval)
+
+        measurement = await prometheus.measure(
+            access, query, builtin=analysis.builtin, at=at, target=target, answer=answer
+        )
         if plan.paired_with is not None:
             paired_query = paired_comparison_query(target, plan.paired_with, plan)
             measurement = await prometheus.with_paired_counts(access, measurement, paired_query, at)
@@ -152,8 +167,14 @@ def requested_action(body: dict[str, Any]) -> tuple[Action | None, str | None]:
         return None, raw
 
 
-async def reconcile_once(namespace: str, name: str, config: Config, logger: logging.Logger) -> float | None:
-    """One round; returns the seconds until the next one, or None once the object is gone."""
+async def reconcile_once(
+    namespace: str, name: str, config: Config, logger: logging.Logger, batcher: Batcher | None = None
+) -> float | None:
+    """One round; returns the seconds until the next one, or None once the object is gone.
+
+    With a `batcher`, built-in checks fall on their interval's ticks (`batching.tick_floor`): the
+    round that finds one due measures it in the tick's batch and is decided at the tick's time.
+    """
     body = await kube.read_model_deployment(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
@@ -180,12 +201,23 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
 
     measurement, query = None, ""
     plan = check_due(facts, spec.analysis, now)
+    on_ticks = batcher is not None and spec.analysis.builtin
     if plan is not None and facts.current is not None:
         target = Target(name=name, namespace=namespace, version=facts.current.version)
-        # Read `evaluationDelay` in the past so late scrapes are in; every check shifts alike,
-        # so back-to-back ranges still meet.
-        at = now - timedelta(seconds=spec.analysis.evaluation_delay)
-        measurement, query = await run_check(spec, target, plan, at=at, policy=config.prometheus_policy)
+        if on_ticks:
+            # On the interval's ticks every object of a Prometheus reads the same range at the same
+            # time: one query for all. A check due between two ticks waits for the next.
+            tick = tick_floor(now, spec.analysis.interval)
+            plan = check_due(facts, spec.analysis, tick)
+            if plan is not None:
+                now = tick  # the check is the tick's, and so is this round's decision
+        if plan is not None:
+            # Read `evaluationDelay` in the past so late scrapes are in; every check shifts alike,
+            # so back-to-back ranges still meet.
+            at = now - timedelta(seconds=spec.analysis.evaluation_delay)
+            measurement, query = await run_check(
+                spec, target, plan, at=at, policy=config.prometheus_policy, batcher=batcher
+            )
 
     decision = decide(
         Inputs(
@@ -233,6 +265,10 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         await _post_events(body, events, now, logger)
     if await kube.read_service(namespace, name) is None:
         await kube.apply_service(service_for(owner))
+    if on_ticks:  # wake for the next check at its tick, whenever this round ended
+        wake_at = now + timedelta(seconds=decision.requeue_after)
+        next_check = next_check_at(applied_facts, spec.analysis)
+        return wake_delay(datetime.now(UTC), wake_at, next_check, spec.analysis.interval)
     return decision.requeue_after
 
 

@@ -31,7 +31,6 @@ RESERVED_ENV = (
     "MODEL_FEEDBACK_TOKEN_FILE",
     "MODEL_PVC_ROOT",
     "PORT",
-    "HOST",
     "MIRROR_URL",
     "STABLE_VERSION",
 )
@@ -160,12 +159,14 @@ def _users(metadata: Mapping[str, str], owned: tuple[str, ...] = ()) -> dict[str
 def customise_container(container: dict[str, Any], template: PodTemplate) -> dict[str, Any]:
     """The model server container with the user's env, envFrom and volumeMounts after the operator's.
 
-    After, so the user's values may refer to the operator's ($(MODEL_NAME)); a user's variable or
-    mount that collides with the operator's by name or path is left out (the operator's wins).
+    After, so the user's values may refer to the operator's ($(MODEL_NAME)); a user's variable with
+    a reserved name, or a mount that collides with the operator's by name or path, is left out.
     `resources` is chosen by the caller (it has two older sources).
     """
     merged = dict(container)
-    env = _without(template.container.get("env"), "name", {item["name"] for item in container["env"]})
+    env = _without(
+        template.container.get("env"), "name", {*RESERVED_ENV, *(item["name"] for item in container["env"])}
+    )
     if env:
         merged["env"] = [*container["env"], *env]
     if template.container.get("envFrom"):

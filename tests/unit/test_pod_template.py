@@ -582,6 +582,7 @@ def test_whatever_the_template_says_the_operators_part_of_the_pod_is_its_own(
     for key in set(base_container) - {"env", "volumeMounts", "resources"}:
         assert merged[key] == base_container[key], key
     assert merged["env"][: len(base_container["env"])] == base_container["env"]
+    assert not {item["name"] for item in merged["env"][len(base_container["env"]) :]} & set(RESERVED_ENV)
     assert len({item["name"] for item in merged["env"]}) == len(merged["env"])
     assert merged["volumeMounts"][: len(base_container["volumeMounts"])] == base_container["volumeMounts"]
     assert len({m["mountPath"] for m in merged["volumeMounts"]}) == len(merged["volumeMounts"])

@@ -454,82 +454,108 @@ def test_candidates_get_the_same_pod_template_as_the_stable_deployment() -> None
 
 # --- properties over generated templates -----------------------------------------------------
 
-NAMES = st.sampled_from(["a", "b", "data", "models", *OPERATOR_VOLUMES])
-ENV_NAMES = st.sampled_from(["A", "B", "AWS_REGION", *RESERVED_ENV])
-PATHS = st.sampled_from(["/data", "/models", "/srv/x", *OPERATOR_MOUNT_PATHS, "/var/run/vigil", "/tmp/x"])
-LABEL_KEYS = st.sampled_from(["team", "tier", "example.com/x", c.LABEL_MODEL, c.LABEL_VERSION, *OWNED_LABELS])
-ANNOTATION_KEYS = st.sampled_from(["a", "example.com/b", c.ANNOTATION_RELEASE, "prometheus.io/port"])
-SECURITY = st.fixed_dictionaries(
-    {},
-    optional={
+
+def _security(hostile: bool) -> st.SearchStrategy[dict[str, Any]]:
+    risky = {
         "privileged": st.booleans(),
         "allowPrivilegeEscalation": st.booleans(),
         "runAsNonRoot": st.booleans(),
         "runAsUser": st.integers(0, 2000),
-        "readOnlyRootFilesystem": st.booleans(),
         "capabilities": st.fixed_dictionaries(
             {"add": st.lists(st.sampled_from(["NET_BIND_SERVICE", "SYS_ADMIN", "NET_RAW"]))}
         ),
         "seccompProfile": st.fixed_dictionaries(
             {"type": st.sampled_from(["RuntimeDefault", "Localhost", "Unconfined"])}
         ),
-    },
-)
-# Any template, hostile ones included (colliding names, paths, labels; privileged init containers):
-# the merge must hold its ground without the CRD's and the parser's help.
-TEMPLATES = st.builds(
-    PodTemplate,
-    labels=st.dictionaries(LABEL_KEYS, st.sampled_from(["x", "y"]), max_size=4),
-    annotations=st.dictionaries(ANNOTATION_KEYS, st.sampled_from(["x", "y"]), max_size=3),
-    container=st.fixed_dictionaries(
-        {},
-        optional={
-            "env": st.lists(
-                st.fixed_dictionaries({"name": ENV_NAMES, "value": st.sampled_from(["1", "2"])}),
-                max_size=4,
-                unique_by=lambda e: e["name"],
-            ),
-            "envFrom": st.lists(
-                st.fixed_dictionaries({"secretRef": st.fixed_dictionaries({"name": NAMES})}), max_size=2
-            ),
-            "volumeMounts": st.lists(
-                st.fixed_dictionaries({"name": NAMES, "mountPath": PATHS}),
-                max_size=3,
-                unique_by=lambda m: m["mountPath"],
-            ),
-            "resources": st.fixed_dictionaries(
-                {"limits": st.fixed_dictionaries({"cpu": st.sampled_from(["1", "500m"])})}
-            ),
-        },
-    ),
-    pod=st.fixed_dictionaries(
-        {},
-        optional={
-            "volumes": st.lists(
-                st.fixed_dictionaries({"name": NAMES, "emptyDir": st.just({})}),
-                max_size=3,
-                unique_by=lambda v: v["name"],
-            ),
-            "initContainers": st.lists(
-                st.fixed_dictionaries(
-                    {"name": st.sampled_from(["one", "two"]), "image": st.just("x")},
-                    optional={"securityContext": SECURITY},
+    }
+    safe = {"runAsUser": st.integers(1, 2000), "runAsGroup": st.integers(0, 2000)}
+    return st.fixed_dictionaries(
+        {}, optional={"readOnlyRootFilesystem": st.booleans(), **(risky if hostile else safe)}
+    )
+
+
+def templates(*, hostile: bool) -> st.SearchStrategy[PodTemplate]:
+    """Generated podTemplates; `hostile` ones also collide with the operator (its env names, volume
+    names, mount paths, labels and annotations) and ask for privileged or root init containers."""
+    names = st.sampled_from(["a", "b", "data", "models", *(OPERATOR_VOLUMES if hostile else ())])
+    env_names = st.sampled_from(["A", "B", "AWS_REGION", *(RESERVED_ENV if hostile else ())])
+    paths = st.sampled_from(
+        [
+            "/data",
+            "/models",
+            "/srv/x",
+            *((*OPERATOR_MOUNT_PATHS, "/var/run/vigil", "/tmp/x") if hostile else ()),
+        ]
+    )
+    label_keys = st.sampled_from(
+        [
+            "team",
+            "tier",
+            "example.com/x",
+            *((c.LABEL_MODEL, c.LABEL_VERSION, *OWNED_LABELS) if hostile else ()),
+        ]
+    )
+    annotation_keys = st.sampled_from(
+        ["a", "example.com/b", "prometheus.io/port", *((c.ANNOTATION_RELEASE,) if hostile else ())]
+    )
+    return st.builds(
+        PodTemplate,
+        labels=st.dictionaries(label_keys, st.sampled_from(["x", "y"]), max_size=4),
+        annotations=st.dictionaries(annotation_keys, st.sampled_from(["x", "y"]), max_size=3),
+        container=st.fixed_dictionaries(
+            {},
+            optional={
+                "env": st.lists(
+                    st.fixed_dictionaries({"name": env_names, "value": st.sampled_from(["1", "2"])}),
+                    max_size=4,
+                    unique_by=lambda e: e["name"],
                 ),
-                max_size=2,
-                unique_by=lambda i: i["name"],
-            ),
-            "nodeSelector": st.dictionaries(st.sampled_from(["pool", "zone"]), st.just("x"), max_size=2),
-            "tolerations": st.lists(
-                st.fixed_dictionaries(
-                    {"key": st.sampled_from(["gpu", "spot"]), "operator": st.just("Exists")}
+                "envFrom": st.lists(
+                    st.fixed_dictionaries({"secretRef": st.fixed_dictionaries({"name": names})}), max_size=2
                 ),
-                max_size=2,
-            ),
-            "serviceAccountName": st.sampled_from(["iris", "", "default"]),
-            "priorityClassName": st.sampled_from(["high", ""]),
-        },
-    ),
-)
+                "volumeMounts": st.lists(
+                    st.fixed_dictionaries({"name": names, "mountPath": paths}),
+                    max_size=3,
+                    unique_by=lambda m: m["mountPath"],
+                ),
+                "resources": st.fixed_dictionaries(
+                    {"limits": st.fixed_dictionaries({"cpu": st.sampled_from(["1", "500m"])})}
+                ),
+            },
+        ),
+        pod=st.fixed_dictionaries(
+            {},
+            optional={
+                "volumes": st.lists(
+                    st.fixed_dictionaries({"name": names, "emptyDir": st.just({})}),
+                    max_size=3,
+                    unique_by=lambda v: v["name"],
+                ),
+                "initContainers": st.lists(
+                    st.fixed_dictionaries(
+                        {"name": st.sampled_from(["one", "two"]), "image": st.just("x")},
+                        optional={"securityContext": _security(hostile)},
+                    ),
+                    max_size=2,
+                    unique_by=lambda i: i["name"],
+                ),
+                "nodeSelector": st.dictionaries(st.sampled_from(["pool", "zone"]), st.just("x"), max_size=2),
+                "tolerations": st.lists(
+                    st.fixed_dictionaries(
+                        {"key": st.sampled_from(["gpu", "spot"]), "operator": st.just("Exists")}
+                    ),
+                    max_size=2,
+                ),
+                "serviceAccountName": st.sampled_from(["iris", "", "default"]),
+                "priorityClassName": st.sampled_from(["high", ""]),
+            },
+        ),
+    )
+
+
+# Any template, hostile ones included: the merge must hold its ground without the CRD's and the
+# parser's help.
+TEMPLATES = templates(hostile=True)
 BUILDS = st.sampled_from(["main", "shadow", "canary"])
 
 
@@ -626,15 +652,7 @@ def _with_empties(template: PodTemplate) -> dict[str, Any]:
     return raw
 
 
-VALID = TEMPLATES.filter(lambda t: _parses(_with_empties(t)))
-
-
-def _parses(raw: dict[str, Any]) -> bool:
-    try:
-        parse_pod_template(raw)
-    except InvalidPodTemplate:
-        return False
-    return True
+VALID = templates(hostile=False)
 
 
 @settings(max_examples=200, deadline=None)

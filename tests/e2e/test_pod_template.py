@@ -1,11 +1,11 @@
 """End to end: spec.podTemplate on the local cluster (kwok nodes, the real kube-scheduler).
 
 A ModelDeployment whose podTemplate selects a tainted node pool and tolerates its taint is
-scheduled there and promoted; without the toleration its pod stays Pending. Env from a Secret
-(envFrom) reaches the pod spec. A podTemplate change rolls the pods without a new release, and a
-podTemplate that renders the same pod rolls nothing. A podTemplate the CRD lets through but the
-API server refuses (an affinity operator that does not exist) is reported once and not sent
-again, round after round, until the spec changes.
+scheduled there and promoted, and so is a shadow candidate's pod; without the toleration its pod
+stays Pending. Env from a Secret (envFrom) reaches the pod spec. A podTemplate change rolls the
+pods without a new release, and a podTemplate that renders the same pod rolls nothing. A
+podTemplate the CRD lets through but the API server refuses (an affinity operator that does not
+exist) is reported once and not sent again, round after round, until the spec changes.
 """
 
 from __future__ import annotations
@@ -113,6 +113,28 @@ def test_a_pod_template_schedules_the_pods_onto_a_tainted_pool_it_tolerates(
     assert env["AWS_REGION"] == "eu-west-1"
     assert env["MODEL_VERSION"] == "v1"
     assert pod["metadata"]["labels"]["team"] == "fraud"
+
+    # A shadow candidate gets the same template: its own Deployment's pods land on the pool too.
+    shadow = model_deployment("iris", stack.namespace, "v2", models["good-too"], prometheus_url=url)
+    shadow["spec"]["strategy"] = {"type": "Shadow"}
+    stack.apply(with_pod_template(shadow, gpu_template(labels, tolerate=True)))
+    candidate = wait_for(
+        lambda: next(
+            (
+                p
+                for p in stack.api.get(
+                    f"/api/v1/namespaces/{stack.namespace}/pods", labelSelector="vigil.dev/candidate-of=iris"
+                )["items"]
+                if p["spec"].get("nodeName")
+            ),
+            None,
+        ),
+        timeout=60,
+        what="the shadow candidate's pod scheduled",
+    )
+    assert candidate["spec"]["nodeName"] == node
+    assert candidate["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-reader"}}]
+    assert "vigil.dev/model" not in candidate["metadata"]["labels"], "a shadow answers no user"
 
     # The same pool without the toleration: the scheduler finds no node, and the pod stays Pending.
     stack.apply(

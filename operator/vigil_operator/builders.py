@@ -208,7 +208,7 @@ def _deployment(
         env.append({"name": "MODEL_ALLOW_UNPINNED_PICKLE", "value": "true"})
     env.extend(extra_env)
     container: dict[str, Any] = {
-        "name": c.CONTAINER_NAME,
+        "name": "model-server",
         "image": release.image,
         "env": env,
         "ports": [{"name": c.SERVER_PORT_NAME, "containerPort": c.SERVER_PORT, "protocol": "TCP"}],
@@ -236,7 +236,7 @@ def _deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
-            {"name": c.TMP_VOLUME, "mountPath": "/tmp"},
+            {"name": "tmp", "mountPath": "/tmp"},
             {"name": FEEDBACK_VOLUME, "mountPath": c.FEEDBACK_TOKEN_DIR, "readOnly": True},
         ],
     }
@@ -244,7 +244,7 @@ def _deployment(
     resources = custom.resources or spec.resources or default_resources
     if resources:
         container["resources"] = resources
-    template = {
+    template: dict[str, Any] = {
         "metadata": pod_metadata(
             custom,
             older_labels=spec.pod_labels,
@@ -255,33 +255,30 @@ def _deployment(
                 c.ANNOTATION_RELEASE: release_id(release, retries),
             },
         ),
-        "spec": customise_pod(
-            {
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "fsGroup": POD_FS_GROUP,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [customise_container(container, custom)],
-                "volumes": [
-                    {"name": c.TMP_VOLUME, "emptyDir": {}},
-                    {
-                        "name": FEEDBACK_VOLUME,
-                        "secret": {
-                            "secretName": feedback_secret_name(owner.name),
-                            "items": [{"key": c.FEEDBACK_TOKEN_KEY, "path": c.FEEDBACK_TOKEN_KEY}],
-                            "defaultMode": FEEDBACK_TOKEN_MODE,
-                        },
-                    },
-                ],
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "fsGroup": POD_FS_GROUP,
+                "seccompProfile": {"type": "RuntimeDefault"},
             },
-            custom,
-            selector,
-        ),
+            "containers": [customise_container(container, custom)],
+            "volumes": [
+                {"name": "tmp", "emptyDir": {}},
+                {
+                    "name": FEEDBACK_VOLUME,
+                    "secret": {
+                        "secretName": feedback_secret_name(owner.name),
+                        "items": [{"key": c.FEEDBACK_TOKEN_KEY, "path": c.FEEDBACK_TOKEN_KEY}],
+                        "defaultMode": FEEDBACK_TOKEN_MODE,
+                    },
+                },
+            ],
+        },
     }
+    template["spec"] = customise_pod(template["spec"], custom, selector)
     deployment_spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
     deployment_spec |= {
         "selector": {"matchLabels": selector},

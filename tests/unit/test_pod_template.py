@@ -244,19 +244,22 @@ def test_the_crd_refuses_the_names_and_paths_the_operator_refuses() -> None:
 
 
 def test_every_variable_volume_and_mount_the_operator_sets_is_reserved() -> None:
-    everything = replace(SPEC, release=RELEASE, allow_unpinned_pickle=True)
-    deployments = [
-        deployment_for(OWNER, everything, RELEASE, mirror_url="http://10.96.0.9:80"),
-        candidate_deployment_for(
-            OWNER, everything, RELEASE, stable_version="v1", replicas=1, in_service=True
-        ),
-    ]
+    deployments = []
+    for uri in (RELEASE.uri, "pvc://models/iris/v2/model.joblib"):
+        running = replace(RELEASE, uri=uri)
+        everything = replace(SPEC, release=running, allow_unpinned_pickle=True)
+        deployments += [
+            deployment_for(OWNER, everything, running, mirror_url="http://10.96.0.9:80"),
+            candidate_deployment_for(
+                OWNER, everything, running, stable_version="v1", replicas=1, in_service=True
+            ),
+        ]
     for deployment in deployments:
         assert {item["name"] for item in container(deployment)["env"]} <= set(RESERVED_ENV)
         assert {volume["name"] for volume in pod(deployment)["volumes"]} <= set(OPERATOR_VOLUMES)
-        assert {mount["mountPath"] for mount in container(deployment)["volumeMounts"]} <= set(
-            OPERATOR_MOUNT_PATHS
-        )
+        for mount in container(deployment)["volumeMounts"]:
+            path = mount["mountPath"]
+            assert any(path == p or path.startswith(p + "/") for p in OPERATOR_MOUNT_PATHS), path
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert all(key.startswith("vigil.dev/") or key in OWNED_LABELS for key in labels if key != "team")
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from vigil_operator import constants as c
 from vigil_operator.decisions import ObservedDeployment, release_id
+from vigil_operator.pod_template import customise_container, customise_pod, pod_metadata
 from vigil_operator.releases import ModelDeploymentSpec, Release
 
 
@@ -93,7 +94,7 @@ PRE_STOP_SECONDS = 5
 SERVER_DRAIN_SECONDS = 25
 TERMINATION_GRACE_SECONDS = 45
 # Where the feedback token Secret is mounted (read-only; group-readable through fsGroup).
-FEEDBACK_VOLUME = "feedback-token"
+FEEDBACK_VOLUME = c.FEEDBACK_VOLUME
 FEEDBACK_TOKEN_MODE = 0o440
 # The group that may read the mounted token: the model server image's user (65532). fsGroup makes
 # it a supplementary group of every container process, so a custom image's UID can read it too.
@@ -191,6 +192,8 @@ def _deployment(
     PodMonitor stores every count twice. `default_resources` (the operator's
     `--model-server-resources`) applies when the spec sets no `resources`. The feedback token
     Secret is mounted but not referenced in the template otherwise, so rotating it restarts no pod.
+    `spec.pod_template` is merged in last (pod_template.py), the operator's own settings winning;
+    an empty one changes nothing, so the pods of a spec without it never roll.
     """
     env = [
         {"name": "MODEL_URI", "value": release.uri},
@@ -237,18 +240,21 @@ def _deployment(
             {"name": FEEDBACK_VOLUME, "mountPath": c.FEEDBACK_TOKEN_DIR, "readOnly": True},
         ],
     }
-    resources = spec.resources or default_resources
+    custom = spec.pod_template
+    resources = custom.resources or spec.resources or default_resources
     if resources:
         container["resources"] = resources
-    template = {
-        "metadata": {
-            "labels": {**spec.pod_labels, **pod_labels, c.LABEL_VERSION: release.version},
-            "annotations": {
-                **spec.pod_annotations,
+    template: dict[str, Any] = {
+        "metadata": pod_metadata(
+            custom,
+            older_labels=spec.pod_labels,
+            older_annotations=spec.pod_annotations,
+            labels={**pod_labels, c.LABEL_VERSION: release.version},
+            annotations={
                 **(SCRAPE_ANNOTATIONS if scrape_annotations else {}),
                 c.ANNOTATION_RELEASE: release_id(release, retries),
             },
-        },
+        ),
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
@@ -258,7 +264,7 @@ def _deployment(
                 "fsGroup": POD_FS_GROUP,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [container],
+            "containers": [customise_container(container, custom)],
             "volumes": [
                 {"name": "tmp", "emptyDir": {}},
                 {
@@ -272,6 +278,7 @@ def _deployment(
             ],
         },
     }
+    template["spec"] = customise_pod(template["spec"], custom, selector)
     deployment_spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
     deployment_spec |= {
         "selector": {"matchLabels": selector},

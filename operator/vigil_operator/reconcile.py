@@ -253,8 +253,10 @@ async def reconcile_once(
         written = (written[0], await kube.clear_action(namespace, name))
 
     await ensure_feedback_secret(body, owner, logger)
-    refused = await _apply_tracks(body, owner, spec, decision, config, now, logger, candidate is not None)
-    applied_facts, events = record_apply(decision.facts, refused)
+    refused, refused_specs = await _apply_tracks(
+        body, owner, spec, decision, config, now, logger, candidate is not None
+    )
+    applied_facts, events = record_apply(decision.facts, refused, refused_specs)
     metrics.record_state(
         namespace, name, metrics.object_state(applied_facts, spec.analysis, spec.release, spec.replicas)
     )
@@ -281,13 +283,13 @@ async def _apply_tracks(
     now: datetime,
     logger: logging.Logger,
     candidate_exists: bool,
-) -> str | None:
+) -> tuple[str | None, tuple[str, ...]]:
     """Make the Deployments (and a shadow's Service) run what the decision's tracks say.
 
     The candidate's Service comes first (the stable servers mirror to its ClusterIP, known once it
     exists), then the candidate's Deployment, then the main one; what is no longer wanted goes
     last, after the main Deployment took its replicas back. Returns the API server's message
-    when it refuses a Deployment.
+    when it refuses a Deployment, and the spec hashes of the refused ones.
     """
     tracks, namespace = decision.tracks, owner.namespace
     options: dict[str, Any] = {
@@ -297,7 +299,7 @@ async def _apply_tracks(
     }
     service = candidate_service_for(owner)
     mirror_url = service_url(await kube.apply_service(service)) if tracks.mirrored else None
-    refused = None
+    refusals = _Refusals(decision.facts)
     if tracks.candidate is not None and not tracks.handing_over:
         wanted_candidate = candidate_deployment_for(
             owner,
@@ -311,7 +313,7 @@ async def _apply_tracks(
         live_candidate = (
             await kube.read_deployment(namespace, candidate_name(owner)) if candidate_exists else None
         )
-        refused = await _apply_deployment(body, live_candidate, wanted_candidate, now, logger)
+        await refusals.apply(body, live_candidate, wanted_candidate, now, logger)
     wanted = deployment_for(
         owner,
         spec,
@@ -323,7 +325,7 @@ async def _apply_tracks(
     # Read again just before the apply: an edit made while this round queried Prometheus would
     # otherwise be reverted without its DriftCorrected event (the first read predates it).
     live = await kube.read_deployment(namespace, owner.name)
-    refused = await _apply_deployment(body, live, wanted, now, logger) or refused
+    await refusals.apply(body, live, wanted, now, logger)
     if (
         tracks.candidate is None
         and candidate_exists
@@ -334,7 +336,39 @@ async def _apply_tracks(
     if not tracks.mirrored and await kube.read_service(namespace, name) is not None:
         await kube.delete_service(namespace, name)
         logger.info("candidate Service %s/%s deleted", namespace, name)
-    return refused
+    return refusals.message, tuple(refusals.specs)
+
+
+class _Refusals:
+    """The Deployments the API server refused in one round, and its message.
+
+    A Deployment refused before (its spec hash is in `facts.refused_specs`) is not sent again:
+    the API server would refuse it again, and the condition already says why. What the operator
+    would apply changes with the spec, a decision or a retry, and then it is sent.
+    """
+
+    def __init__(self, facts: Facts) -> None:
+        self.known = set(facts.refused_specs) if facts.apply_error is not None else set()
+        self.known_message = facts.apply_error
+        self.message: str | None = None
+        self.specs: list[str] = []
+
+    async def apply(
+        self,
+        body: dict[str, Any],
+        live: dict[str, Any] | None,
+        wanted: dict[str, Any],
+        now: datetime,
+        logger: logging.Logger,
+    ) -> None:
+        spec = str(wanted["metadata"]["labels"][c.LABEL_SPEC_HASH])
+        if spec in self.known:
+            refused: str | None = self.known_message
+        else:
+            refused = await _apply_deployment(body, live, wanted, now, logger)
+        if refused is not None:
+            self.message = refused  # the main Deployment, applied last, speaks for both
+            self.specs.append(spec)
 
 
 async def _write_status(

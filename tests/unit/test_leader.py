@@ -342,3 +342,46 @@ def test_someone_leads_again_soon_after_the_leader_stops(seed: int, candidates: 
     worst = (TIMING.lease_duration + TIMING.retry_period) / (1 - DRIFT) + 10 + 6 * DELAY
     for (_, end, _), (start, _, _) in itertools.pairwise(intervals):
         assert start - end <= worst
+
+
+def test_the_identity_is_the_pods_name_and_uid_else_unique_per_process() -> None:
+    from vigil_operator.election import own_identity
+
+    assert (
+        own_identity({"POD_NAME": "vigil-operator-7d9f-x2", "POD_UID": "1b2c"})
+        == "vigil-operator-7d9f-x2_1b2c"
+    )
+    assert own_identity({}) != own_identity({}), "two processes on one host are two candidates"
+
+
+def test_leader_election_flags() -> None:
+    from vigil_operator.main import parse_args
+
+    args = parse_args(
+        ["--leader-elect", "--leader-elect-resource-namespace", "ops", "--leader-elect-lease-duration", "12s"]
+    )
+    assert args.leader_elect_timing == Timing(12, 10, 2)
+    assert args.leader_elect_resource_name == "vigil-operator"
+    assert not parse_args([]).leader_elect
+    with pytest.raises(SystemExit):
+        parse_args(
+            [
+                "--leader-elect",
+                "--leader-elect-resource-namespace",
+                "ops",
+                "--leader-elect-renew-deadline",
+                "20",
+            ]
+        )
+    with pytest.raises(SystemExit):
+        parse_args(["--leader-elect-retry-period", "0"])
+
+
+def test_leader_election_needs_the_leases_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil_operator.main import parse_args
+
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    with pytest.raises(SystemExit):
+        parse_args(["--leader-elect"])
+    monkeypatch.setenv("POD_NAMESPACE", "vigil-system")
+    assert parse_args(["--leader-elect"]).leader_elect_resource_namespace == "vigil-system"

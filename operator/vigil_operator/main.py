@@ -257,10 +257,11 @@ async def run_elected(config: Config, args: argparse.Namespace) -> int:
         return 0
     stopping.cancel()
     # Created before Kopf starts, so Kopf's shutdown (which cancels every task made after it
-    # started) leaves the renewals alone. Kopf takes SIGTERM over from here: it stops its
-    # watches, then our cleanup handler lets rounds in flight finish, then Kopf returns.
+    # started) leaves the renewals alone. On SIGTERM (also one that came just now: `stop` is
+    # its flag) Kopf stops its watches, our cleanup handler lets rounds in flight finish, and
+    # Kopf returns.
     renewing = asyncio.create_task(elector.keep_leading(), name="vigil:renew")
-    operator = asyncio.create_task(kopf_operator(config), name="vigil:kopf")
+    operator = asyncio.create_task(kopf_operator(config, stop), name="vigil:kopf")
     await asyncio.wait({renewing, operator}, return_when=asyncio.FIRST_COMPLETED)
     if renewing.done():
         # The other replicas may take the Lease once it expires: stop acting now, all at once.
@@ -276,12 +277,13 @@ async def run_elected(config: Config, args: argparse.Namespace) -> int:
     return 0 if operator.exception() is None else 1
 
 
-async def kopf_operator(config: Config) -> None:
+async def kopf_operator(config: Config, stop: asyncio.Event | None = None) -> None:
     """Kopf with its own peering off: leader election (or a single replica) is the guard."""
     await kopf.operator(
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
         standalone=True,
+        stop_flag=stop,
         memo=kopf.Memo(config=config),
     )
 

@@ -13,8 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.cluster import REPO_ROOT
+from harness.helm import CHART, Helm
 from harness.models import TrainedModel
 from harness.processes import LocalProcess
 from harness.waiting import wait_for
@@ -29,17 +31,26 @@ LEADING = re.compile(r"leading as (\S+) .* at (\d+\.\d+)")
 STOPPED = re.compile(r"stopped acting at (\d+\.\d+)")
 
 
-def start_replica(stack: Stack) -> LocalProcess:
-    """One operator replica as the chart runs it: leader election in the test's namespace."""
-    return stack.start_operator(
-        args=[
-            "--namespace",
-            stack.namespace,
-            "--leader-elect",
-            "--leader-elect-resource-namespace",
-            stack.namespace,
-        ]
-    )
+@pytest.fixture
+def chart_args(stack: Stack, tmp_path: Path) -> list[str]:
+    """The arguments of the chart's Deployment, released into the test's namespace and watching
+    it: leader election on the chart's Lease, with the chart's timings. (kwok runs no operator
+    pod, so the replicas are local processes, with the admin kubeconfig: tests/e2e/test_rbac.py
+    runs the chart's arguments with its ServiceAccount's token.)"""
+    rendered = Helm(stack.cluster, tmp_path / "helm")(
+        "template", "vigil", str(CHART), "--namespace", stack.namespace,
+        "--set", f"watchNamespaces={{{stack.namespace}}}",
+    ).stdout  # fmt: skip
+    deployment = next(o for o in yaml.safe_load_all(rendered) if o and o["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert f"--leader-elect-resource-namespace={stack.namespace}" in args
+    return args
+
+
+def start_replica(stack: Stack, args: list[str]) -> LocalProcess:
+    """One more replica of the chart's Deployment (its own ports are free ones)."""
+    return stack.start_operator(args=args)
 
 
 def leading(process: LocalProcess) -> bool:
@@ -59,8 +70,10 @@ def record(name: str, figures: dict) -> Path:
     return path
 
 
-def test_standby_takes_over_after_the_leader_is_killed(stack: Stack, models: dict[str, TrainedModel]) -> None:
-    first, second = start_replica(stack), start_replica(stack)
+def test_standby_takes_over_after_the_leader_is_killed(
+    stack: Stack, models: dict[str, TrainedModel], chart_args: list[str]
+) -> None:
+    first, second = start_replica(stack, chart_args), start_replica(stack, chart_args)
     leader = wait_for(
         lambda: next((p for p in (first, second) if leading(p)), None), timeout=60, what="a leader"
     )
@@ -101,7 +114,7 @@ VERSIONS = 3  # per ModelDeployment, each promoted by annotation (automatic prom
 
 
 def test_rolling_the_replicas_under_load_handles_each_action_once(
-    stack: Stack, models: dict[str, TrainedModel]
+    stack: Stack, models: dict[str, TrainedModel], chart_args: list[str]
 ) -> None:
     """The chart's rolling update (maxSurge 1, maxUnavailable 0), over and over while every
     ModelDeployment is given new versions and `promote` actions: each change starts exactly one
@@ -109,7 +122,7 @@ def test_rolling_the_replicas_under_load_handles_each_action_once(
     url = stack.prometheus.url
     # Never promoted automatically: only the annotation promotes, so every promotion is counted.
     analysis = {"successLimit": 1000}
-    replicas = [start_replica(stack)]
+    replicas = [start_replica(stack, chart_args)]
     wait_for(lambda: leading(replicas[0]), timeout=60, what="the first replica leading")
     done = threading.Event()
 
@@ -139,7 +152,7 @@ def test_rolling_the_replicas_under_load_handles_each_action_once(
         pool.submit(lambda: [f.result() for f in driving]).add_done_callback(lambda _: done.set())
         # Roll for as long as the ModelDeployments change (and at least ROLLS times).
         while not done.is_set() or len(replicas) <= ROLLS:
-            replicas.append(start_replica(stack))  # maxSurge 1: the new pod starts first ...
+            replicas.append(start_replica(stack, chart_args))  # maxSurge 1: the new pod starts first ...
             assert replicas[-2].stop(timeout=40) == 0  # ... then the old one is terminated
             wait_for(lambda: leading(replicas[-1]), timeout=30, what="the new replica leading")
             done.wait(3)  # let the new leader act for a while before the next roll

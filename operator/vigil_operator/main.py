@@ -256,6 +256,7 @@ async def run_elected(config: Config, args: argparse.Namespace) -> int:
         await api.close()
         return 0
     stopping.cancel()
+    acquiring.result()  # an unexpected error ends the process here, never leads without the Lease
     # Created before Kopf starts, so Kopf's shutdown (which cancels every task made after it
     # started) leaves the renewals alone. On SIGTERM (also one that came just now: `stop` is
     # its flag) Kopf stops its watches, our cleanup handler lets rounds in flight finish, and

@@ -178,6 +178,9 @@ def test_rolling_the_replicas_under_load_handles_each_action_once(
     for (_, end), (start, _) in itertools.pairwise(periods):
         assert end <= start, f"two replicas acted at once: {periods}"
     handovers = [round(start - end, 2) for (_, end), (start, _) in itertools.pairwise(periods)]
+    lease = stack.api.get(f"/apis/coordination.k8s.io/v1/namespaces/{stack.namespace}/leases/{LEASE}")
+    assert lease["spec"]["leaseTransitions"] == rolls, "each roll passed the Lease on exactly once"
+    assert lease["spec"]["holderIdentity"] == LEADING.search(replicas[-1].log())[1]  # type: ignore[index]
     record(
         "rolling",
         {

@@ -29,7 +29,6 @@ class Config:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     metrics_port: int = 8000  # 0 turns the operator's own /metrics off
     liveness_port: int = 8081
-    peering: str | None = None  # None: standalone (one replica); a name: Kopf peering for HA
     # `prometheus.io/*` annotations on model server pods, for a Prometheus that discovers pods
     # by annotation. Off: the chart's PodMonitor (or the sample scrape job) is the one path; two
     # paths store every count twice (the built-in query counts each pod once even then).
@@ -56,7 +55,6 @@ class Config:
             namespaces=namespaces,
             metrics_port=int(env.get("VIGIL_METRICS_PORT", "8000")),
             liveness_port=int(env.get("VIGIL_LIVENESS_PORT", "8081")),
-            peering=env.get("VIGIL_PEERING") or None,
             scrape_annotations=env_flag(env.get("VIGIL_SCRAPE_ANNOTATIONS", "")),
             prometheus_policy=AccessPolicy(
                 allowed_urls=url_list(env.get("VIGIL_PROMETHEUS_ALLOWED_URLS", "")),

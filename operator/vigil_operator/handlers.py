@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 import kopf
-import prometheus_client
 
 from vigil_operator import constants as c
 from vigil_operator import kube, metrics, prometheus
@@ -22,6 +21,9 @@ from vigil_operator.config import Config
 from vigil_operator.reconcile import reconcile_once
 
 ERROR_RETRY_SECONDS = 5.0
+# On shutdown, how long rounds in flight may take to finish. A round cut between its status
+# write and the removal of the action annotation would have the next leader act on it again.
+DRAIN_SECONDS = 10.0
 logger = logging.getLogger("vigil")
 
 
@@ -38,8 +40,12 @@ class Supervisors:
         )
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.wakeups: dict[tuple[str, str], asyncio.Event] = {}
+        self.in_round: set[tuple[str, str]] = set()
+        self.stopping = False
 
     def wake(self, namespace: str, name: str) -> None:
+        if self.stopping:
+            return
         key = (namespace, name)
         if key not in self.tasks or self.tasks[key].done():
             self.wakeups[key] = asyncio.Event()
@@ -55,6 +61,7 @@ class Supervisors:
         try:
             while True:
                 wakeup.clear()
+                self.in_round.add(key)
                 try:
                     with metrics.RECONCILE_SECONDS.time():
                         delay = await reconcile_once(namespace, name, self.config, log.logger, self.batcher)
@@ -65,6 +72,10 @@ class Supervisors:
                         "reconcile of %s/%s failed; retrying in %ss", namespace, name, ERROR_RETRY_SECONDS
                     )
                     delay = ERROR_RETRY_SECONDS
+                finally:
+                    self.in_round.discard(key)
+                if self.stopping:
+                    return
                 if delay is None:  # the object is gone or going
                     metrics.forget_object(namespace, name)
                     return
@@ -76,9 +87,20 @@ class Supervisors:
                 self.wakeups.pop(key, None)
 
     async def stop_all(self) -> None:
-        for task in list(self.tasks.values()):
+        """Stop every supervisor: idle ones at once, those in a round once it ends (up to
+        DRAIN_SECONDS), so a clean handover never leaves a round half applied."""
+        self.stopping = True
+        for key, task in list(self.tasks.items()):
+            if key not in self.in_round:
+                task.cancel()
+        busy = [task for key, task in self.tasks.items() if key in self.in_round]
+        if busy:
+            logger.info("letting %d round(s) in flight finish", len(busy))
+            await asyncio.wait(busy, timeout=DRAIN_SECONDS)
+        tasks = list(self.tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.batcher is not None:
             await self.batcher.close()
 
@@ -90,13 +112,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    if config.peering:
-        settings.peering.name = config.peering
-        settings.peering.mandatory = True
-    else:
-        settings.peering.standalone = True
-    if config.metrics_port:
-        prometheus_client.start_http_server(config.metrics_port)
+    # Kopf's peering would pause the watches but not our supervisors: a Lease (main.py) is the guard.
+    settings.peering.standalone = True
     await kube.connect()
     memo.supervisors = Supervisors(config)
 

@@ -35,13 +35,18 @@ async def connect() -> client.ApiClient:
     """In-cluster credentials when running in a pod, otherwise $KUBECONFIG / ~/.kube/config."""
     global _api
     if _api is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated upstream
-        except ConfigException:
-            # Read $KUBECONFIG now, not when the client library was imported.
-            await config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
-        _api = client.ApiClient()
+        _api = await new_client()
     return _api
+
+
+async def new_client() -> client.ApiClient:
+    """A client of its own: leader election's, which must outlive the one Kopf's shutdown closes."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated upstream
+    except ConfigException:
+        # Read $KUBECONFIG now, not when the client library was imported.
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
+    return client.ApiClient()
 
 
 async def close() -> None:
@@ -244,3 +249,42 @@ async def _deleted(deletion: Awaitable[object]) -> bool:
             return False
         raise
     return True
+
+
+async def read_lease(
+    api: client.ApiClient, namespace: str, name: str, timeout: float
+) -> tuple[dict[str, Any], str] | None:
+    """A Lease's spec and resourceVersion, or None when there is none."""
+    try:
+        lease = await client.CoordinationV1Api(api).read_namespaced_lease(
+            name, namespace, _request_timeout=timeout
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    plain = _plain(api, lease)
+    return plain.get("spec") or {}, str(plain["metadata"]["resourceVersion"])
+
+
+async def write_lease(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    spec: dict[str, Any],
+    resource_version: str | None,
+    *,
+    labels: dict[str, str],
+    timeout: float,
+) -> str:
+    """Create the Lease (resource_version None) or replace it only if it is still at
+    resource_version (else 409: another candidate wrote first); returns the new resourceVersion."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
+    leases = client.CoordinationV1Api(api)
+    if resource_version is None:
+        written = await leases.create_namespaced_lease(namespace, body, _request_timeout=timeout)  # type: ignore[arg-type]
+    else:
+        metadata["resourceVersion"] = resource_version
+        written = await leases.replace_namespaced_lease(name, namespace, body, _request_timeout=timeout)  # type: ignore[arg-type]
+    return str(written.metadata.resource_version)

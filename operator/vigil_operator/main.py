@@ -1,18 +1,37 @@
-"""`vigil-operator`: runs the operator (a thin wrapper around `kopf run`)."""
+"""`vigil-operator`: runs the operator (Kopf), alone or as one candidate of a leader election.
+
+With `--leader-elect`, Kopf runs only while this process holds the Lease. Losing it ends the
+process at once (`os._exit`): every supervisor, handler and watch stops in the same instant,
+and the pod restarts as a fresh candidate. Restarting Kopf inside the same process would have
+to trust that every task it and the handlers spawned is gone and every cache forgotten;
+controller-runtime makes the same choice (it exits when leadership is lost).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
-import random
+import signal
+import sys
+import time
 from typing import Any
 
+import aiohttp.web
 import kopf
+import prometheus_client
 
-from vigil_operator.config import Config, non_negative_float, positive_int, resources_json
+from vigil_operator import kube, metrics
+from vigil_operator.config import Config, env_flag, non_negative_float, positive_int, resources_json
+from vigil_operator.election import Elector, own_identity
+from vigil_operator.leader import Timing
 from vigil_operator.prometheus import AccessPolicy
+
+logger = logging.getLogger("vigil")
+DEFAULT_LEASE_NAME = "vigil-operator"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,18 +73,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.liveness_port,
         help="port of /healthz, 0: off (env VIGIL_LIVENESS_PORT; default %(default)s)",
     )
-    parser.add_argument(
-        "--peering",
-        default=defaults.peering,
-        help="Kopf peering name for several replicas (HA); without it the operator runs standalone",
+    election = parser.add_argument_group(
+        "leader election", "several replicas: one holds a coordination.k8s.io Lease and acts, the others wait"
     )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="Kopf peering priority; the highest live replica works, the others wait. "
-        "Default with --peering: random, so two replicas never tie (a tie pauses both)",
+    election.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=env_flag(os.environ.get("VIGIL_LEADER_ELECT", "")),
+        help="act only while holding the Lease (env VIGIL_LEADER_ELECT; default off: act at once)",
     )
+    election.add_argument(
+        "--leader-elect-resource-name",
+        default=DEFAULT_LEASE_NAME,
+        metavar="NAME",
+        help="the Lease's name (default %(default)s)",
+    )
+    election.add_argument(
+        "--leader-elect-resource-namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        metavar="NAMESPACE",
+        help="the Lease's namespace: the operator's own (default env POD_NAMESPACE)",
+    )
+    timing = Timing()
+    for flag, default, meaning in (
+        ("lease-duration", timing.lease_duration, "how long a standby waits after the last renewal it saw"),
+        (
+            "renew-deadline",
+            timing.renew_deadline,
+            "the leader stops acting when it could not renew for this long",
+        ),
+        ("retry-period", timing.retry_period, "between two looks at the Lease"),
+    ):
+        election.add_argument(
+            f"--leader-elect-{flag}",
+            type=_seconds,
+            default=default,
+            metavar="SECONDS",
+            help=f"{meaning} (default %(default)ss)",
+        )
     parser.add_argument(
         "--scrape-annotations",
         action=argparse.BooleanOptionalAction,
@@ -122,7 +167,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.prometheus_allowed_url is None:
         args.prometheus_allowed_url = list(defaults.prometheus_policy.allowed_urls)
+    try:
+        args.leader_elect_timing = Timing(
+            args.leader_elect_lease_duration, args.leader_elect_renew_deadline, args.leader_elect_retry_period
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    if args.leader_elect and not args.leader_elect_resource_namespace:
+        parser.error("--leader-elect needs --leader-elect-resource-namespace (or env POD_NAMESPACE)")
     return args
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds, with or without a trailing `s` (15, 15s, 1.5s)."""
+    try:
+        value = float(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -146,11 +210,6 @@ def _resources(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def peering_priority(requested: int | None) -> int:
-    """The given priority, or a random one: Kopf pauses every peer when priorities tie."""
-    return requested if requested is not None else random.SystemRandom().randint(1, 1_000_000)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     namespaces = tuple(args.namespace) or Config.from_env().namespaces
@@ -162,7 +221,6 @@ def main(argv: list[str] | None = None) -> None:
         namespaces=namespaces,
         metrics_port=args.metrics_port,
         liveness_port=args.liveness_port,
-        peering=args.peering,
         scrape_annotations=args.scrape_annotations,
         prometheus_policy=AccessPolicy(
             allowed_urls=tuple(args.prometheus_allowed_url),
@@ -177,15 +235,101 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from vigil_operator import handlers  # noqa: F401 - registers the Kopf handlers
 
-    kopf.run(
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        standalone=not config.peering,
-        peering_name=config.peering,
-        priority=peering_priority(args.priority) if config.peering else None,
-        liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None,
+    sys.exit(asyncio.run(run(config, args)))
+
+
+async def run(config: Config, args: argparse.Namespace) -> int:
+    """Serve /healthz and /metrics from the start (a standby is alive too), then run Kopf:
+    at once, or once the Lease is ours. Returns the exit code."""
+    if config.metrics_port:
+        prometheus_client.start_http_server(config.metrics_port)
+    health = await serve_health(config.liveness_port)
+    try:
+        if not args.leader_elect:
+            metrics.LEADER.set(1)
+            await kopf_operator(config)
+            return 0
+        return await run_elected(config, args)
+    finally:
+        if health is not None:
+            await health.cleanup()
+
+
+async def run_elected(config: Config, args: argparse.Namespace) -> int:
+    api = await kube.new_client()
+    elector = Elector(
+        api,
+        args.leader_elect_resource_namespace,
+        args.leader_elect_resource_name,
+        own_identity(),
+        args.leader_elect_timing,
+    )
+    logger.info(
+        "standing by as %s until the Lease %s/%s is ours", elector.identity, elector.namespace, elector.name
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    acquiring = asyncio.create_task(elector.acquire(), name="vigil:acquire")
+    stopping = asyncio.create_task(stop.wait(), name="vigil:stop")
+    await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not acquiring.done():  # asked to stop while standing by: nothing to hand over
+        acquiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquiring
+        await api.close()
+        return 0
+    stopping.cancel()
+    acquiring.result()  # an unexpected error ends the process here, never leads without the Lease
+    # Created before Kopf starts, so Kopf's shutdown (which cancels every task made after it
+    # started) leaves the renewals alone. On SIGTERM (also one that came just now: `stop` is
+    # its flag) Kopf stops its watches, our cleanup handler lets rounds in flight finish, and
+    # Kopf returns.
+    renewing = asyncio.create_task(elector.keep_leading(), name="vigil:renew")
+    operator = asyncio.create_task(kopf_operator(config, stop), name="vigil:kopf")
+    await asyncio.wait({renewing, operator}, return_when=asyncio.FIRST_COMPLETED)
+    if renewing.done():
+        # The other replicas may take the Lease once it expires: stop acting now, all at once.
+        logger.critical("leadership lost: exiting so that nothing of this replica acts any more")
+        logging.shutdown()
+        os._exit(1)
+    renewing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await renewing
+    logger.info("stopped acting at %.3f; releasing the Lease", time.time())
+    await elector.release()  # after Kopf and every supervisor stopped, never before
+    await api.close()
+    return 0 if operator.exception() is None else 1
+
+
+async def kopf_operator(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Kopf with its own peering off: leader election (or a single replica) is the guard."""
+    await kopf.operator(
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        standalone=True,
+        stop_flag=stop,
         memo=kopf.Memo(config=config),
     )
+
+
+async def serve_health(port: int) -> aiohttp.web.AppRunner | None:
+    """/healthz for the liveness probe: the process and its event loop answer. A standby
+    answers too (it is alive, only waiting); `leading` tells which replica acts."""
+    if not port:
+        return None
+
+    async def healthz(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        leading = next(iter(metrics.LEADER.collect())).samples[0].value == 1
+        return aiohttp.web.json_response({"leading": leading})
+
+    app = aiohttp.web.Application()
+    app.add_routes([aiohttp.web.get("/healthz", healthz)])
+    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "0.0.0.0", port).start()  # the kubelet probes the pod IP
+    return runner
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ LAST_ACCURACY = Gauge(
     "The value of the last successful check of each ModelDeployment",
     [*OBJECT, "version"],
 )
+LEADER = Gauge(
+    "vigil_operator_leader",
+    "1 while this replica holds the leader Lease and acts, 0 while it stands by",
+)
 RECONCILE_SECONDS = Histogram(
     "vigil_operator_reconcile_duration_seconds",
     "Time of one reconcile round of one ModelDeployment, Prometheus query included",

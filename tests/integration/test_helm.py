@@ -1,6 +1,6 @@
 """Helm for real, against the local cluster only: lint, template accepted by a server-side
 dry-run, the restricted Pod Security Standard, install, an upgrade that changes the CRD
-schema, an upgrade to peering replicas, and uninstall (which keeps the CRD).
+schema, an upgrade to two replicas with leader election, and uninstall (which keeps the CRD).
 
 Helm gets the test cluster's kubeconfig explicitly and its cache/config/data folders in the
 test's temporary folder, so nothing touches ~/.kube or ~/.config/helm.
@@ -24,7 +24,6 @@ from harness.waiting import wait_for
 
 CRD_SOURCE = REPO_ROOT / "crds" / "modeldeployment.yaml"
 CRD_NAME = "modeldeployments.vigil.dev"
-PEERING_CRDS = CHART / "crds" / "kopf-peering.yaml"
 
 pytestmark = [
     pytest.mark.cluster,
@@ -70,16 +69,13 @@ def test_helm_lint(helm: Helm) -> None:
     [
         pytest.param([], id="defaults"),
         pytest.param(["watchNamespaces={NAMESPACE}", "metrics.service.enabled=true"], id="namespaced"),
-        pytest.param(["replicaCount=2", "podDisruptionBudget.enabled=true"], id="peering"),
-        pytest.param(["replicaCount=2", "watchNamespaces={NAMESPACE}"], id="namespaced-peering"),
+        pytest.param(["replicaCount=2", "podDisruptionBudget.enabled=true"], id="replicas"),
+        pytest.param(["replicaCount=2", "watchNamespaces={NAMESPACE}"], id="namespaced-replicas"),
     ],
 )
 def test_helm_template_is_accepted_by_a_server_side_dry_run(
     cluster: LocalCluster, helm: Helm, namespace: str, sets: list[str]
 ) -> None:
-    # Peering objects need Kopf's peering CRDs, which `helm install` takes from the chart's crds/.
-    cluster.kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(PEERING_CRDS))
     rendered = helm.template("vigil-dry", namespace, *[s.replace("NAMESPACE", namespace) for s in sets])
     result = cluster.kubectl(
         "apply",
@@ -226,14 +222,14 @@ def test_helm_install_upgrade_with_crd_change_and_uninstall(
     )
     deployment = get(cluster, "deployment", operator, "-n", namespace)
     assert deployment is not None
-    assert f"--peering={release}" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert get(cluster, "clusterkopfpeering", release) is not None
-    assert get(cluster, "crd", "clusterkopfpeerings.kopf.dev") is not None, "installed from the chart's crds/"
+    assert deployment["spec"]["replicas"] == 2
+    assert "--leader-elect" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert get(cluster, "role", f"{operator}-leader-election", "-n", namespace) is not None
 
     helm("uninstall", release, "--namespace", namespace, "--wait")
     assert get(cluster, "deployment", operator, "-n", namespace) is None
     assert get(cluster, "serviceaccount", operator, "-n", namespace) is None
     assert get(cluster, "clusterrole", operator) is None
     assert get(cluster, "clusterrolebinding", f"{operator}-cluster") is None
-    assert get(cluster, "clusterkopfpeering", release) is None
+    assert get(cluster, "role", f"{operator}-leader-election", "-n", namespace) is None
     assert get(cluster, "crd", CRD_NAME) is not None, "helm.sh/resource-policy: keep"

@@ -1,7 +1,7 @@
 """The Helm chart, rendered by the real `helm` (bin/helm) without a cluster.
 
 What the chart promises: the CRD identical to crds/, least-privilege RBAC without wildcards,
-a restricted security context, the operator's real command-line flags, the peering and
+a restricted security context, the operator's real command-line flags, leader election, the
 monitoring switches, and a schema that rejects unknown values. Cluster behaviour (install,
 upgrade, uninstall, server-side dry-run) is in tests/integration/test_helm.py.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from vigil_operator.leader import Timing
 from vigil_operator.main import parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,6 +112,8 @@ def test_default_render_objects(helm_env: dict[str, str]) -> None:
         ("ClusterRoleBinding", "vigil-operator-cluster"),
         ("CustomResourceDefinition", "modeldeployments.vigil.dev"),
         ("Deployment", "vigil-operator"),
+        ("Role", "vigil-operator-leader-election"),
+        ("RoleBinding", "vigil-operator-leader-election"),
         ("ServiceAccount", "vigil-operator"),
     ]
     for obj in objects:
@@ -143,7 +146,9 @@ def test_cluster_wide_by_default(helm_env: dict[str, str]) -> None:
     objects = render(helm_env)
     bindings = {b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")}
     assert bindings == {"vigil-operator", "vigil-operator-cluster"}
-    assert not by_kind(objects, "RoleBinding")
+    assert [b["roleRef"]["name"] for b in by_kind(objects, "RoleBinding")] == [
+        "vigil-operator-leader-election"
+    ]
     assert "--all-namespaces" in container(objects)["args"]
     assert ("vigil-operator-cluster", "", "namespaces", "list") not in set(rules(objects))
 
@@ -152,12 +157,12 @@ def test_watch_namespaces_makes_the_operator_role_a_role_in_each_watched_namespa
     helm_env: dict[str, str],
 ) -> None:
     objects = render(helm_env, "watchNamespaces={ml,ml-staging}")
-    roles = by_kind(objects, "Role")
+    roles = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == "vigil-operator"]
     assert sorted((r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles) == [
         ("ml", "vigil-operator"),
         ("ml-staging", "vigil-operator"),
     ]
-    role_bindings = by_kind(objects, "RoleBinding")
+    role_bindings = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == "vigil-operator"]
     assert sorted(b["metadata"]["namespace"] for b in role_bindings) == ["ml", "ml-staging"]
     assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in role_bindings} == {
         ("Role", "vigil-operator")
@@ -201,7 +206,11 @@ def test_operator_args_are_the_real_command_line(helm_env: dict[str, str]) -> No
     assert (args.metrics_port, args.liveness_port) == (9100, 9101)
     assert args.all_namespaces
     assert args.verbose
-    assert args.peering is None
+    assert args.leader_elect
+    assert (args.leader_elect_resource_namespace, args.leader_elect_resource_name) == (
+        "vigil-system",
+        "vigil-operator",
+    )
     ports = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
     assert ports == {"metrics": 9100, "healthz": 9101}
 
@@ -227,45 +236,61 @@ def test_restricted_security_context(helm_env: dict[str, str]) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
 
 
-def test_single_replica_never_runs_twice(helm_env: dict[str, str]) -> None:
-    deployment = one(render(helm_env), "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert not [o for o in render(helm_env) if o["apiVersion"].startswith("kopf.dev/")]
+def test_every_replica_is_a_leader_election_candidate_and_the_new_pod_starts_first(
+    helm_env: dict[str, str],
+) -> None:
+    for objects in (render(helm_env), render(helm_env, "replicaCount=2")):
+        deployment = one(objects, "Deployment")
+        assert deployment["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        }
+        pod = deployment["spec"]["template"]["spec"]
+        # Long enough for a leader to finish its rounds in flight (10 s) and release the Lease.
+        assert pod["terminationGracePeriodSeconds"] >= 15
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container(objects)["env"]}
+        assert env == {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid"}
+        args = parse_args(container(objects)["args"])
+        assert args.leader_elect
+        assert args.leader_elect_timing == Timing(15, 10, 2)
+        assert not [o for o in objects if o["apiVersion"].startswith("kopf.dev/")]
+    assert one(render(helm_env, "replicaCount=2"), "Deployment")["spec"]["replicas"] == 2
+    tuned = render(
+        helm_env,
+        "leaderElection.leaseDurationSeconds=12",
+        "leaderElection.renewDeadlineSeconds=8",
+        "leaderElection.retryPeriodSeconds=1",
+    )
+    assert parse_args(container(tuned)["args"]).leader_elect_timing == Timing(12, 8, 1)
 
 
-def test_replicas_turn_cluster_wide_peering_on(helm_env: dict[str, str]) -> None:
-    objects = render(helm_env, "replicaCount=2")
-    deployment = one(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert parse_args(container(objects)["args"]).peering == "vigil"
-    assert one(objects, "ClusterKopfPeering")["metadata"]["name"] == "vigil"
-    env = {e["name"]: e for e in container(objects)["env"]}
-    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-    granted = set(rules(objects))
-    for verb in ("get", "list", "watch", "patch"):
-        assert ("vigil-operator-cluster", "kopf.dev", "clusterkopfpeerings", verb) in granted
-
-
-def test_namespaced_peering_has_one_peering_object_per_namespace(helm_env: dict[str, str]) -> None:
-    objects = render(helm_env, "replicaCount=3", "watchNamespaces={ml,ml-staging}", "peering.name=vigil-ha")
-    peerings = by_kind(objects, "KopfPeering")
-    assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings) == [
-        ("ml", "vigil-ha"),
-        ("ml-staging", "vigil-ha"),
+@pytest.mark.parametrize("extra", [[], ["watchNamespaces={ml}"]], ids=["cluster-wide", "namespaced"])
+def test_the_lease_is_the_only_thing_granted_in_the_release_namespace(
+    helm_env: dict[str, str], extra: list[str]
+) -> None:
+    objects = render(helm_env, *extra, namespace="ops")
+    role = one(objects, "Role", "vigil-operator-leader-election")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["vigil-operator"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     ]
-    assert not by_kind(objects, "ClusterKopfPeering")
-    assert ("vigil-operator", "kopf.dev", "kopfpeerings", "patch") in set(rules(objects))
-    assert parse_args(container(objects)["args"]).peering == "vigil-ha"
+    binding = one(objects, "RoleBinding", "vigil-operator-leader-election")
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "vigil-operator", "namespace": "ops"}]
+    leases = [rule for rule in rules(objects) if rule[2] == "leases"]
+    assert {role for role, *_ in leases} == {"vigil-operator-leader-election"}
 
 
-def test_peering_crds_ship_in_the_crds_folder() -> None:
-    kinds = {
-        d["spec"]["names"]["kind"]
-        for d in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text())
-    }
-    assert kinds == {"ClusterKopfPeering", "KopfPeering"}
+def test_an_unsafe_leader_election_timing_fails_at_start(helm_env: dict[str, str]) -> None:
+    objects = render(helm_env, "leaderElection.renewDeadlineSeconds=20")
+    with pytest.raises(SystemExit):
+        parse_args(container(objects)["args"])
 
 
 def test_model_server_pod_monitor_sets_the_namespace_label(helm_env: dict[str, str]) -> None:

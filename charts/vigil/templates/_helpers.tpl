@@ -54,13 +54,9 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
-{{/* "true" when several replicas share the work through Kopf peering. */}}
-{{- define "vigil.peering" -}}
-{{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
-{{- end -}}
-
-{{- define "vigil.peeringName" -}}
-{{- default (include "vigil.fullname" .) .Values.peering.name -}}
+{{/* The leader election Lease: in the release namespace, named after the operator. */}}
+{{- define "vigil.leaseName" -}}
+{{- include "vigil.operatorName" . -}}
 {{- end -}}
 
 {{/* Labels of every prometheus-operator object: monitoring.labels, then the object's own. */}}

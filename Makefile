@@ -58,7 +58,7 @@ node-deps: venv images
 # pytest of their own beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their
 # output follows. (The GitOps story's steps build on each other: one process plays them in order.)
 PYTEST_WORKERS ?= 2
-BACKGROUND_TIERS := soak or realnode or gitops
+BACKGROUND_TIERS := soak or realnode or gitops or release
 
 .PHONY: test
 test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end and real-node tests
@@ -153,6 +153,15 @@ manifests: venv sync-crds ## Regenerate the plain install (manifests/) from the 
 images: ## Build the operator and model server images (Docker, else buildah) and their archives in .work/images/
 	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) $(if $(BASE),BASE=$(BASE)) hack/images.sh
 
+# --- Releases (docs/release.md) ------------------------------------------------------------
+.PHONY: release
+release: ## Cut a release: VERSION=x.y.z everywhere, CHANGELOG check, images, SBOMs, chart; pushed with REGISTRY=host[:port]/path
+	@VERSION=$(VERSION) REGISTRY=$(REGISTRY) hack/release.sh
+
+.PHONY: check-reproducible
+check-reproducible: ## Build both images twice from clean clones without cache; fail (naming the layer and files) unless the digests match
+	@hack/check-reproducible.sh
+
 .PHONY: kind-up
 kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)
 	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || $(KIND) create cluster --name $(KIND_CLUSTER) --wait 120s
@@ -162,7 +171,7 @@ deploy: ## Load the images into kind and helm-install the chart (context kind-$(
 	$(KIND) load docker-image $(OPERATOR_IMAGE) $(SERVER_IMAGE) --name $(KIND_CLUSTER)
 	$(HELM) upgrade --install vigil charts/vigil --kube-context $(KIND_CONTEXT) \
 		--namespace vigil-system --create-namespace --wait --timeout 5m \
-		--set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) --set image.tag=$(IMAGE_TAG) \
+		--set image.registry= --set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) --set image.tag=$(IMAGE_TAG) \
 		--set image.pullPolicy=Never --set defaultImage=$(SERVER_IMAGE)
 
 .PHONY: kind-demo

@@ -48,11 +48,13 @@ prometheus: ## Install Prometheus from Debian when missing
 deps: venv prometheus
 	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
 	@hack/flux-tools.sh --check || hack/flux-tools.sh
+	@hack/sbom-tools.sh --check || hack/sbom-tools.sh
 
 # The real-node tier's tools and images (root): built once, then reused from ~/.cache/vigil and .work/.
 .PHONY: node-deps
 node-deps: venv images
 	@hack/node-tools.sh --check || hack/node-tools.sh
+	@hack/install-debian-tools.sh docker-registry
 
 # The soak, the real-node tier and the GitOps story spend their minutes waiting: they run in a
 # pytest of their own beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their

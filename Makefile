@@ -71,7 +71,7 @@ test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end
 	echo "[test] the soak, the real-node tier and the GitOps story run beside the rest (log: .work/test-background.log)"; \
 	$(VENV)/bin/pytest -m "$(BACKGROUND_TIERS)" $(PYTEST_ARGS) >.work/test-background.log 2>&1 & background=$$!; \
 	trap 'kill -TERM $$background 2>/dev/null; wait $$background; exit 130' INT TERM; \
-	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS))" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); main=$$?; \
+	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS) or reproducible)" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); main=$$?; \
 	echo "[test] waiting for the soak, the real-node tier and the GitOps story ..."; \
 	wait $$background; other=$$?; \
 	echo "[test] === the soak, the real-node tier and the GitOps story ==="; cat .work/test-background.log; \

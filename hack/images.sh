@@ -32,6 +32,7 @@ VERSION=${VERSION:-$app_version}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+[[ $VERSION =~ ^[0-9A-Za-z.+-]+$ && $REVISION =~ ^[0-9a-z]+$ ]] || { echo "error: VERSION or REVISION has characters a label cannot take" >&2; exit 1; }
 LABEL_ARGS=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "CREATED=$CREATED")
 ARCHIVES=${IMAGES_ARCHIVES:-1}
 CACHE_ARGS=(--layers)
@@ -148,18 +149,26 @@ build() {
   rm -f "$stamp"
   local status=0
   : >"$OUT/$name.build.log"
+  # The Dockerfile with the labels' values written in: buildah's layer cache keys a LABEL step by
+  # its text, not by the values of the arguments it names, and would reuse another commit's.
+  local dockerfile=$OUT/$name.Dockerfile
+  sed -e "s|\${VERSION}|$VERSION|g; s|\${REVISION}|$REVISION|g; s|\${CREATED}|$CREATED|g" \
+    "$component/Dockerfile" >"$dockerfile"
+  cp "$component/Dockerfile.dockerignore" "$dockerfile.dockerignore"  # Docker reads it beside -f
   if [ "$IMAGE_BUILDER" = docker ]; then
     # BuildKit dates the image by SOURCE_DATE_EPOCH; the layers' file times are the build's own.
-    SOURCE_DATE_EPOCH=$IMAGE_EPOCH DOCKER_BUILDKIT=1 docker build --progress=plain -f "$component/Dockerfile" \
+    SOURCE_DATE_EPOCH=$IMAGE_EPOCH DOCKER_BUILDKIT=1 docker build --progress=plain -f "$dockerfile" \
       --build-arg "BASE=$base" --build-arg "SOURCE_DATE_EPOCH=$IMAGE_EPOCH" "${LABEL_ARGS[@]}" -t "$image" . \
       >"$OUT/$name.build.log" 2>&1 &
   else
     # --layers: unchanged steps come from the layer cache; --timestamp: every file and history
-    # entry dated IMAGE_EPOCH; --network host: pip reaches PyPI without CNI; the ignore file
-    # keeps the context to what the Dockerfile copies.
-    "${BUILDAH[@]}" bud "${CACHE_ARGS[@]}" --timestamp "$IMAGE_EPOCH" --force-rm --pull-never --format docker \
+    # entry dated IMAGE_EPOCH; --format oci: Docker's image format records the build container's
+    # ID and a random hostname in every image (intermediate ones too, whose IDs the history
+    # names), so it is never reproducible; --network host: pip reaches PyPI without CNI; the
+    # ignore file keeps the context to what the Dockerfile copies.
+    "${BUILDAH[@]}" bud "${CACHE_ARGS[@]}" --timestamp "$IMAGE_EPOCH" --force-rm --pull-never --format oci \
       "${RUNTIME[@]}" --network host --ulimit "$ULIMIT" --ignorefile "$component/Dockerfile.dockerignore" \
-      "${CA_ARGS[@]}" "${LABEL_ARGS[@]}" -f "$component/Dockerfile" --build-arg "BASE=$base" -t "$image" . \
+      "${CA_ARGS[@]}" "${LABEL_ARGS[@]}" -f "$dockerfile" --build-arg "BASE=$base" -t "$image" . \
       >"$OUT/$name.build.log" 2>&1 &
   fi
   local builder_pid=$!

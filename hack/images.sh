@@ -155,10 +155,17 @@ build() {
   sed -e "s|\${VERSION}|$VERSION|g; s|\${REVISION}|$REVISION|g; s|\${CREATED}|$CREATED|g" \
     "$component/Dockerfile" >"$dockerfile"
   cp "$component/Dockerfile.dockerignore" "$dockerfile.dockerignore"  # Docker reads it beside -f
+  # The build context: what the Dockerfile copies, every file dated 0. A COPY step is cached by
+  # its files' content and times, and a fresh clone dates every file by the checkout.
+  local context=$OUT/$name.context
+  rm -rf "$context" && mkdir -p "$context"
+  tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
+    constraints.txt "$component/pyproject.toml" "$component"/vigil_* | tar -x -C "$context"
+  find "$context" -exec touch --no-dereference --date=@0 {} +
   if [ "$IMAGE_BUILDER" = docker ]; then
     # BuildKit dates the image by SOURCE_DATE_EPOCH; the layers' file times are the build's own.
     SOURCE_DATE_EPOCH=$IMAGE_EPOCH DOCKER_BUILDKIT=1 docker build --progress=plain -f "$dockerfile" \
-      --build-arg "BASE=$base" --build-arg "SOURCE_DATE_EPOCH=$IMAGE_EPOCH" "${LABEL_ARGS[@]}" -t "$image" . \
+      --build-arg "BASE=$base" --build-arg "SOURCE_DATE_EPOCH=$IMAGE_EPOCH" "${LABEL_ARGS[@]}" -t "$image" "$context" \
       >"$OUT/$name.build.log" 2>&1 &
   else
     # --layers: unchanged steps come from the layer cache; --timestamp: every file and history
@@ -168,7 +175,7 @@ build() {
     # ignore file keeps the context to what the Dockerfile copies.
     "${BUILDAH[@]}" bud "${CACHE_ARGS[@]}" --timestamp "$IMAGE_EPOCH" --force-rm --pull-never --format oci \
       "${RUNTIME[@]}" --network host --ulimit "$ULIMIT" --ignorefile "$component/Dockerfile.dockerignore" \
-      "${CA_ARGS[@]}" "${LABEL_ARGS[@]}" -f "$dockerfile" --build-arg "BASE=$base" -t "$image" . \
+      "${CA_ARGS[@]}" "${LABEL_ARGS[@]}" -f "$dockerfile" --build-arg "BASE=$base" -t "$image" "$context" \
       >"$OUT/$name.build.log" 2>&1 &
   fi
   local builder_pid=$!

@@ -3,7 +3,7 @@ its own, storage in a temporary folder, plain http. `make release REGISTRY=127.0
 pushes images and the chart to it; helm and containerd pull from it.
 
 Installed by hack/install-debian-tools.sh when missing (the package's own service is not used).
-Usage by hand:  python -m harness.registry  (runs until Ctrl-C, prints its address)
+Usage by hand:  python -m harness.registry  (runs until Ctrl-C or SIGTERM, prints its address)
 """
 
 from __future__ import annotations
@@ -113,8 +113,15 @@ class LocalRegistry:
 
 
 def main() -> int:
+    import signal
     import tempfile
 
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # Ctrl-C, and SIGTERM, stop it; a shell's `&` leaves SIGINT ignored, so set both.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="vigil-registry-"))
     processes = ProcessGroup(workdir / "logs")
     registry = LocalRegistry.start(workdir, processes)

@@ -18,6 +18,7 @@ die() { echo "error: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "the buildah path runs as root here"
 [ -z "$(git status --porcelain --untracked-files=no)" ] \
   || log "warning: the work tree has uncommitted changes; the clones build HEAD ($(git rev-parse --short HEAD)) without them"
+commit=$(git rev-parse HEAD)  # once: both builds are of this commit, whatever is committed meanwhile
 work=$(mktemp -d "${TMPDIR:-/tmp}/vigil-reproducible-XXXXXX")
 tag=check-$$
 cleanup() {
@@ -33,8 +34,9 @@ trap 'exit 130' INT TERM
 
 started=$(date +%s)
 for run in a b; do
-  log "build $run: a fresh clone of HEAD, no layer cache"
-  git clone --quiet --no-hardlinks "$root" "$work/$run"
+  log "build $run: a fresh clone of ${commit:0:12}, no layer cache"
+  git clone --quiet --no-hardlinks --no-checkout "$root" "$work/$run"
+  git -C "$work/$run" checkout --quiet --detach "$commit"
   # Same commit time, revision and version in both clones: the labels are the same by design.
   (cd "$work/$run" && OPERATOR_IMAGE="localhost/vigil-reproducible-$run/vigil-operator:$tag" \
     SERVER_IMAGE="localhost/vigil-reproducible-$run/vigil-model-server:$tag" \
@@ -56,7 +58,7 @@ for name in vigil-operator vigil-model-server; do
   results+=("\"$name\": {\"first\": \"sha256:$id_a\", \"second\": \"sha256:$id_b\", \"identical\": $same}")
 done
 mkdir -p .work
-(IFS=,; echo "{\"revision\": \"$(git rev-parse HEAD)\", \"seconds\": $(($(date +%s) - started)), ${results[*]}}") \
+(IFS=,; echo "{\"revision\": \"$commit\", \"seconds\": $(($(date +%s) - started)), ${results[*]}}") \
   | "$py" -m json.tool >.work/reproducible.json
 if [ "$status" -eq 0 ]; then
   log "reproducible: both builds gave the same image IDs ($(($(date +%s) - started)) s; .work/reproducible.json)"

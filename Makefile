@@ -160,6 +160,10 @@ images: ## Build the operator and model server images (Docker, else buildah) and
 release: ## Cut a release: VERSION=x.y.z everywhere, CHANGELOG check, images, SBOMs, chart; pushed with REGISTRY=host[:port]/path
 	@VERSION=$(VERSION) REGISTRY=$(REGISTRY) hack/release.sh
 
+.PHONY: cosign
+cosign: ## Build (or reuse) cosign for signing releases (COSIGN_KEY=...); not in deps: about 28 minutes cold on a busy 2-core machine
+	@hack/cosign.sh
+
 .PHONY: check-reproducible
 check-reproducible: ## Build both images twice from clean clones without cache; fail (naming the layer and files) unless the digests match
 	@hack/check-reproducible.sh

@@ -211,4 +211,4 @@ base=$(resolve_base)
 log "base: $base"
 build operator "$OPERATOR_IMAGE" "$base"
 build model-server "$SERVER_IMAGE" "$base"
-log "done in $(seconds_since "$started") s: $OPERATOR_IMAGE, $SERVER_IMAGE; archives in $OUT/"
+log "done in $(seconds_since "$started") s: $OPERATOR_IMAGE, $SERVER_IMAGE$([ "$ARCHIVES" = 1 ] && echo "; archives in $OUT/")"

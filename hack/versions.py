@@ -43,6 +43,7 @@ PLACES = (
     Place("Makefile", rf"^IMAGE_TAG \?= {V}$"),
     Place("README.md", rf"^version {V}, API"),
     Place("docs/install.md", rf"--version {V}\b"),
+    Place("docs/install.md", rf"for chart {V}\)"),
     Place("docs/install.md", rf"ghcr\.io/vigil-dev/vigil-(?:operator|model-server):{V}\b"),
     Place("docs/reference.md", rf"`ghcr\.io/vigil-dev/vigil-model-server:{V}`"),
     Place("manifests/gitops/argocd/application-vigil.yaml", rf"^    targetRevision: v{V}$"),

@@ -52,17 +52,19 @@ actionlint: ## Build (or reuse from ~/.cache/vigil) actionlint, which lints .git
 deps: venv prometheus actionlint
 	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
 	@hack/flux-tools.sh --check || hack/flux-tools.sh
+	@hack/sbom-tools.sh --check || hack/sbom-tools.sh
 
 # The real-node tier's tools and images (root): built once, then reused from ~/.cache/vigil and .work/.
 .PHONY: node-deps
 node-deps: venv images
 	@hack/node-tools.sh --check || hack/node-tools.sh
+	@hack/install-debian-tools.sh docker-registry
 
 # The soak, the real-node tier and the GitOps story spend their minutes waiting: they run in a
 # pytest of their own beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their
 # output follows. (The GitOps story's steps build on each other: one process plays them in order.)
 PYTEST_WORKERS ?= 2
-BACKGROUND_TIERS := soak or realnode or gitops
+BACKGROUND_TIERS := soak or realnode or gitops or release
 
 .PHONY: test
 test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end and real-node tests
@@ -74,7 +76,7 @@ test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end
 	echo "[test] the soak, the real-node tier and the GitOps story run beside the rest (log: .work/test-background.log)"; \
 	$(VENV)/bin/pytest -m "$(BACKGROUND_TIERS)" $(PYTEST_ARGS) >.work/test-background.log 2>&1 & background=$$!; \
 	trap 'kill -TERM $$background 2>/dev/null; wait $$background; exit 130' INT TERM; \
-	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS))" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); main=$$?; \
+	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS) or reproducible)" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); main=$$?; \
 	echo "[test] waiting for the soak, the real-node tier and the GitOps story ..."; \
 	wait $$background; other=$$?; \
 	echo "[test] === the soak, the real-node tier and the GitOps story ==="; cat .work/test-background.log; \
@@ -96,7 +98,7 @@ TIER ?= main
 .PHONY: test-cluster
 test-cluster: deps ## The local cluster's tiers without the real node: TIER=main (integration, e2e), gitops or soak
 	@case "$(TIER)" in \
-	main) $(VENV)/bin/pytest tests/integration tests/e2e -m "not ($(BACKGROUND_TIERS))" \
+	main) $(VENV)/bin/pytest tests/integration tests/e2e -m "not ($(BACKGROUND_TIERS) or reproducible)" \
 		-n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) ;; \
 	gitops|soak) $(VENV)/bin/pytest -m "$(TIER)" $(PYTEST_ARGS) ;; \
 	*) echo "error: TIER must be main, gitops or soak, not '$(TIER)'" >&2; exit 2 ;; \
@@ -173,9 +175,23 @@ manifests: venv sync-crds ## Regenerate the plain install (manifests/) from the 
 images: ## Build the operator and model server images (Docker, else buildah) and their archives in .work/images/
 	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) $(if $(BASE),BASE=$(BASE)) hack/images.sh
 
+
 .PHONY: krew-archive
 krew-archive: venv ## The kubectl vigil plugin's krew archive in .work/release/, and its sha256 in plugins/vigil.yaml
 	@$(PY) hack/kubectl-vigil-archive.py --out .work/release --manifest plugins/vigil.yaml
+
+# --- Releases (docs/release.md) ------------------------------------------------------------
+.PHONY: release
+release: ## Cut a release: VERSION=x.y.z everywhere, CHANGELOG check, images, SBOMs, chart; pushed with REGISTRY=host[:port]/path
+	@VERSION=$(VERSION) REGISTRY=$(REGISTRY) hack/release.sh
+
+.PHONY: cosign
+cosign: ## Build (or reuse) cosign for signing releases (COSIGN_KEY=...); not in deps: about 28 minutes cold on a busy 2-core machine
+	@hack/cosign.sh
+
+.PHONY: check-reproducible
+check-reproducible: ## Build both images twice from clean clones without cache; fail (naming the layer and files) unless the digests match
+	@hack/check-reproducible.sh
 
 .PHONY: kind-up
 kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)
@@ -186,7 +202,7 @@ deploy: ## Load the images into kind and helm-install the chart (context kind-$(
 	$(KIND) load docker-image $(OPERATOR_IMAGE) $(SERVER_IMAGE) --name $(KIND_CLUSTER)
 	$(HELM) upgrade --install vigil charts/vigil --kube-context $(KIND_CONTEXT) \
 		--namespace vigil-system --create-namespace --wait --timeout 5m \
-		--set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) --set image.tag=$(IMAGE_TAG) \
+		--set image.registry= --set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) --set image.tag=$(IMAGE_TAG) \
 		--set image.pullPolicy=Never --set defaultImage=$(SERVER_IMAGE)
 
 .PHONY: kind-demo

@@ -9,15 +9,35 @@
 # passed instead. An image is rebuilt only when its inputs change (Dockerfile, sources,
 # constraints.txt, base): their hash is kept in .work/images/<name>.stamp.
 #
-# Environment: OPERATOR_IMAGE, SERVER_IMAGE (names), BASE (an image to build on),
-# IMAGE_BUILDER=docker|buildah (default: docker when its daemon answers), DEBIAN_MIRROR.
+# Reproducible on the buildah path (docs/release.md, `make check-reproducible`): every file and
+# history entry is dated IMAGE_EPOCH (0), whenever and at whichever commit the build runs, so a
+# cached layer is byte for byte what a clean build makes; the images' OCI labels carry the
+# version, the commit (REVISION) and its time (SOURCE_DATE_EPOCH, default: the commit's).
+#
+# Environment: OPERATOR_IMAGE, SERVER_IMAGE (names; default ghcr.io/vigil-dev/...:<the chart's
+# appVersion>), BASE (an image to build on), IMAGE_BUILDER=docker|buildah (default: docker when
+# its daemon answers), DEBIAN_MIRROR, IMAGES_OUT (default .work/images), IMAGES_NO_CACHE=1 (build
+# every step again), IMAGES_ARCHIVES=0 (no docker-archives: `make release` pushes from buildah's
+# storage), VERSION, REVISION, SOURCE_DATE_EPOCH (the labels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OPERATOR_IMAGE=${OPERATOR_IMAGE:-ghcr.io/vigil-dev/vigil-operator:0.1.0}
-SERVER_IMAGE=${SERVER_IMAGE:-ghcr.io/vigil-dev/vigil-model-server:0.1.0}
+app_version=$(sed -n 's/^appVersion: "\(.*\)"$/\1/p' charts/vigil/Chart.yaml)
+OPERATOR_IMAGE=${OPERATOR_IMAGE:-ghcr.io/vigil-dev/vigil-operator:$app_version}
+SERVER_IMAGE=${SERVER_IMAGE:-ghcr.io/vigil-dev/vigil-model-server:$app_version}
 UPSTREAM_BASE=docker.io/library/python:3.11-slim-bookworm
-OUT=.work/images
+OUT=${IMAGES_OUT:-.work/images}
+IMAGE_EPOCH=0
+VERSION=${VERSION:-$app_version}
+REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+[[ $VERSION =~ ^[0-9A-Za-z.+-]+$ && $REVISION =~ ^[0-9a-z]+$ ]] || { echo "error: VERSION or REVISION has characters a label cannot take" >&2; exit 1; }
+LABEL_ARGS=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "CREATED=$CREATED")
+ARCHIVES=${IMAGES_ARCHIVES:-1}
+CACHE_ARGS=(--layers)
+# Still --layers: one layer per step either way, so a cached and a clean build are the same image.
+[ "${IMAGES_NO_CACHE:-0}" = 1 ] && CACHE_ARGS=(--layers --no-cache)
 # Hard rlimits cannot be raised on these machines (no CAP_SYS_RESOURCE); the runtime's default
 # nofile (1048576) can exceed them.
 ULIMIT=nofile=16384:16384
@@ -98,11 +118,11 @@ pull() {
 }
 
 # Hash of everything the build reads: the Dockerfile and its ignore file, constraints.txt, the
-# component's sources (no bytecode), the base image's ID, the image name and the builder.
+# component's sources (no bytecode), the base image's ID, the image name, the builder and labels.
 inputs_hash() {
   local component=$1 image=$2 base_id=$3
   {
-    echo "$IMAGE_BUILDER $image $base_id"
+    echo "$IMAGE_BUILDER $image $base_id ${LABEL_ARGS[*]} ${CACHE_ARGS[*]}"
     find "$component/Dockerfile" "$component/Dockerfile.dockerignore" constraints.txt \
       "$component/pyproject.toml" "$component"/vigil_* -type f \
       ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 \
@@ -117,8 +137,9 @@ build() {
   stamp=$OUT/$name.stamp
   base_id=$(image_id "$base")
   hash=$(inputs_hash "$component" "$image" "$base_id")
-  if [ -f "$archive" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] && image_exists "$image"; then
-    log "$image: up to date ($archive)"
+  if { [ "$ARCHIVES" = 0 ] || [ -f "$archive" ]; } && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] \
+    && image_exists "$image"; then
+    log "$image: up to date ($(image_id "$image"))"
     return
   fi
   curl -fsS -o /dev/null --max-time 15 https://pypi.org/simple/pip/ 2>/dev/null \
@@ -128,15 +149,34 @@ build() {
   rm -f "$stamp"
   local status=0
   : >"$OUT/$name.build.log"
+  # The Dockerfile with the labels' values written in: buildah's layer cache keys a LABEL step by
+  # its text, not by the values of the arguments it names, and would reuse another commit's.
+  local dockerfile=$OUT/$name.Dockerfile
+  sed -e "s|\${VERSION}|$VERSION|g; s|\${REVISION}|$REVISION|g; s|\${CREATED}|$CREATED|g" \
+    "$component/Dockerfile" >"$dockerfile"
+  cp "$component/Dockerfile.dockerignore" "$dockerfile.dockerignore"  # Docker reads it beside -f
+  # The build context: what the Dockerfile copies, every file dated 0. A COPY step is cached by
+  # its files' content and times, and a fresh clone dates every file by the checkout.
+  local context=$OUT/$name.context
+  rm -rf "$context" && mkdir -p "$context"
+  tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
+    constraints.txt "$component/pyproject.toml" "$component"/vigil_* | tar -x -C "$context"
+  find "$context" -exec touch --no-dereference --date=@0 {} +
   if [ "$IMAGE_BUILDER" = docker ]; then
-    DOCKER_BUILDKIT=1 docker build --progress=plain -f "$component/Dockerfile" --build-arg "BASE=$base" -t "$image" . \
+    # BuildKit dates the image by SOURCE_DATE_EPOCH; the layers' file times are the build's own.
+    SOURCE_DATE_EPOCH=$IMAGE_EPOCH DOCKER_BUILDKIT=1 docker build --progress=plain -f "$dockerfile" \
+      --build-arg "BASE=$base" --build-arg "SOURCE_DATE_EPOCH=$IMAGE_EPOCH" "${LABEL_ARGS[@]}" -t "$image" "$context" \
       >"$OUT/$name.build.log" 2>&1 &
   else
-    # --layers: unchanged steps come from the layer cache; --network host: pip reaches PyPI
-    # without CNI; the ignore file keeps the context to what the Dockerfile copies.
-    "${BUILDAH[@]}" bud --layers --force-rm --pull-never --format docker "${RUNTIME[@]}" --network host \
-      --ulimit "$ULIMIT" --ignorefile "$component/Dockerfile.dockerignore" "${CA_ARGS[@]}" \
-      -f "$component/Dockerfile" --build-arg "BASE=$base" -t "$image" . >"$OUT/$name.build.log" 2>&1 &
+    # --layers: unchanged steps come from the layer cache; --timestamp: every file and history
+    # entry dated IMAGE_EPOCH; --format oci: Docker's image format records the build container's
+    # ID and a random hostname in every image (intermediate ones too, whose IDs the history
+    # names), so it is never reproducible; --network host: pip reaches PyPI without CNI; the
+    # ignore file keeps the context to what the Dockerfile copies.
+    "${BUILDAH[@]}" bud "${CACHE_ARGS[@]}" --timestamp "$IMAGE_EPOCH" --force-rm --pull-never --format oci \
+      "${RUNTIME[@]}" --network host --ulimit "$ULIMIT" --ignorefile "$component/Dockerfile.dockerignore" \
+      "${CA_ARGS[@]}" "${LABEL_ARGS[@]}" -f "$dockerfile" --build-arg "BASE=$base" -t "$image" "$context" \
+      >"$OUT/$name.build.log" 2>&1 &
   fi
   local builder_pid=$!
   # Progress: the build steps and the packages pip fetches, as they happen.
@@ -148,6 +188,11 @@ build() {
     tail -n 25 "$OUT/$name.build.log" >&2
     die "building $image failed (last lines above; whole log: $OUT/$name.build.log)"
   fi
+  if [ "$ARCHIVES" = 0 ]; then
+    echo "$hash" >"$stamp"
+    log "$image: built in $(seconds_since "$started") s, image ID $(image_id "$image")"
+    return
+  fi
   log "$image: writing $archive"
   rm -f "$archive.tmp"
   if [ "$IMAGE_BUILDER" = docker ]; then
@@ -157,7 +202,7 @@ build() {
   fi
   mv "$archive.tmp" "$archive"
   echo "$hash" >"$stamp"
-  log "$image: built in $(seconds_since "$started") s, $(du -m "$archive" | cut -f1) MB archive"
+  log "$image: built in $(seconds_since "$started") s, image ID $(image_id "$image"), $(du -m "$archive" | cut -f1) MB archive"
 }
 
 started=$(date +%s)
@@ -166,4 +211,4 @@ base=$(resolve_base)
 log "base: $base"
 build operator "$OPERATOR_IMAGE" "$base"
 build model-server "$SERVER_IMAGE" "$base"
-log "done in $(seconds_since "$started") s: $OPERATOR_IMAGE, $SERVER_IMAGE; archives in $OUT/"
+log "done in $(seconds_since "$started") s: $OPERATOR_IMAGE, $SERVER_IMAGE$([ "$ARCHIVES" = 1 ] && echo "; archives in $OUT/")"

@@ -112,6 +112,12 @@ def attach_logs(request: pytest.FixtureRequest, site: FluxSite) -> None:
 # --- scenario 1 -------------------------------------------------------------------------------
 
 
+# The chart's version as `make release` wrote it, and the next patch version for the upgrade.
+CHART_VERSION = str(yaml.safe_load((CHART / "Chart.yaml").read_text())["version"])
+_major, _minor, _patch = CHART_VERSION.split("-", 1)[0].split(".")
+NEXT_VERSION = f"{_major}.{_minor}.{int(_patch) + 1}"
+
+
 def _chart_with_new_crd_field(chart: Path) -> None:
     """What a chart release with a schema change looks like: one more CRD field, a new version."""
     crd_file = chart / "files" / "modeldeployment.yaml"
@@ -120,7 +126,7 @@ def _chart_with_new_crd_field(chart: Path) -> None:
     spec["properties"]["owner"] = {"type": "string", "description": "The team that owns this model."}
     crd_file.write_text(yaml.safe_dump(crd, sort_keys=False))
     chart_yaml = yaml.safe_load((chart / "Chart.yaml").read_text())
-    chart_yaml["version"] = "0.1.1"
+    chart_yaml["version"] = NEXT_VERSION
     (chart / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml, sort_keys=False))
 
 
@@ -144,7 +150,7 @@ def test_1_helmrelease_installs_the_chart_from_git_then_upgrades_its_crd(
     url = site.git.create_repository(f"vigil-{namespace}")
     repo = GitWorkspace(url, tmp_path / "vigil")
     shutil.copytree(CHART, repo.folder / "charts" / "vigil")
-    first = repo.commit_and_push("vigil chart 0.1.0")
+    first = repo.commit_and_push(f"vigil chart {CHART_VERSION}")
 
     repository, release = shipped("vigil-helmrelease.yaml")
     release_name = f"vigil-{namespace[2:8]}"  # cluster-scoped RBAC names derive from it
@@ -172,7 +178,7 @@ def test_1_helmrelease_installs_the_chart_from_git_then_upgrades_its_crd(
 
         history = wait_for(installed, timeout=60, what="the HelmRelease's history after Ready")
         timed("helmrelease_install", time.monotonic() - started)
-        assert history[0]["chartVersion"] == "0.1.0"
+        assert history[0]["chartVersion"] == CHART_VERSION
         assert history[0]["status"] == "deployed"
         operator = json.loads(
             cluster.kubectl(
@@ -189,23 +195,30 @@ def test_1_helmrelease_installs_the_chart_from_git_then_upgrades_its_crd(
             ).stdout
         )
         # source-controller packaged the chart from the pushed commit.
-        assert chart["status"]["artifact"]["revision"] == "0.1.0"
+        assert chart["status"]["artifact"]["revision"] == CHART_VERSION
         assert chart["status"]["observedSourceArtifactRevision"] == f"main@sha1:{first}"
 
         _chart_with_new_crd_field(repo.folder / "charts" / "vigil")
-        repo.commit_and_push("vigil chart 0.1.1: ModelDeployment gains spec.owner")
+        repo.commit_and_push(f"vigil chart {NEXT_VERSION}: ModelDeployment gains spec.owner")
         site.flux.request_reconcile("GitRepository", namespace, "vigil")
         started = time.monotonic()
 
         def upgraded() -> dict[str, Any] | None:
             obj = site.flux.get("HelmRelease", namespace, release_name)
             latest = (obj.get("status") or {}).get("history") or [{}]
-            done = latest[0].get("chartVersion") == "0.1.1" and ready_condition(obj).get("status") == "True"
+            done = (
+                latest[0].get("chartVersion") == NEXT_VERSION and ready_condition(obj).get("status") == "True"
+            )
             return obj if done else None
 
-        upgraded_release = wait_for(upgraded, timeout=240, what="HelmRelease upgraded to chart 0.1.1")
+        upgraded_release = wait_for(
+            upgraded, timeout=240, what=f"HelmRelease upgraded to chart {NEXT_VERSION}"
+        )
         timed("helmrelease_upgrade", time.monotonic() - started)
-        assert [h["chartVersion"] for h in upgraded_release["status"]["history"][:2]] == ["0.1.1", "0.1.0"]
+        assert [h["chartVersion"] for h in upgraded_release["status"]["history"][:2]] == [
+            NEXT_VERSION,
+            CHART_VERSION,
+        ]
         assert "owner" in _crd_spec_fields(cluster)
         wait_for(
             lambda: cluster.kubectl("explain", "modeldeployment.spec.owner", check=False).returncode == 0,

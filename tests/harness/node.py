@@ -250,6 +250,9 @@ class RealNode:
     taint: bool = True
     # Image archives (docker-archive or OCI) to load into containerd besides pause and hello.
     images: tuple[Path, ...] = ()
+    # Registries (host:port) on this machine that containerd pulls from over plain http, such as
+    # harness.registry's: one hosts.toml each below <workdir>/containerd/certs.d.
+    plain_http_registries: tuple[str, ...] = ()
 
     @property
     def state_file(self) -> Path:
@@ -433,6 +436,8 @@ state = "{base}/state"
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "{PAUSE_IMAGE}"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{base}/certs.d"
 [plugins.'io.containerd.cri.v1.runtime']
   restrict_oom_score_adj = true  # this VM refuses negative oom_score_adj
   cdi_spec_dirs = ["{base}/cdi"]
@@ -453,6 +458,7 @@ state = "{base}/state"
   stream_server_port = "0"
 """
         (base / "config.toml").write_text(config)
+        self._write_registry_hosts(base / "certs.d")
         env = tool_env()  # bin/ first: containerd finds containerd-shim-runc-v2 on PATH
         self._spawn("containerd", [str(BIN_DIR / "containerd"), "--config", str(base / "config.toml")], env)
 
@@ -463,6 +469,14 @@ state = "{base}/state"
 
         wait_for(answers, timeout=30, interval=0.5, what="containerd to answer")
         log(f"containerd {self.ctr('version').stdout.split('Version:')[-1].split()[0]} is up ({self.socket})")
+
+    def _write_registry_hosts(self, certs_d: Path) -> None:
+        """containerd's per-registry configuration (hosts.toml): plain http, pull and resolve."""
+        for host in self.plain_http_registries:
+            (certs_d / host).mkdir(parents=True, exist_ok=True)
+            (certs_d / host / "hosts.toml").write_text(
+                f'server = "http://{host}"\n\n[host."http://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+            )
 
     def import_images(self, *archives: Path) -> None:
         """Load image archives into containerd's k8s.io namespace, where the kubelet finds them."""

@@ -39,7 +39,8 @@ from harness.prometheus import LocalPrometheus, prometheus3_binary
 from harness.waiting import wait_for
 
 IMAGES_DIR = REPO_ROOT / ".work" / "images"
-IMAGE_TAG = "0.1.0"  # the Makefile's IMAGE_TAG, which `make images` builds
+# What `make images` tags and the chart runs by default: its appVersion (hack/versions.py).
+IMAGE_TAG = str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
 OPERATOR_IMAGE = f"ghcr.io/vigil-dev/vigil-operator:{IMAGE_TAG}"
 SERVER_IMAGE = f"ghcr.io/vigil-dev/vigil-model-server:{IMAGE_TAG}"
 OPERATOR_NAMESPACE = "vigil-system"
@@ -278,9 +279,9 @@ class RealStack:
             "--wait",
             "--timeout",
             "3m",
-            *("--set", f"image.tag={IMAGE_TAG}"),
+            # The chart's default images are the ones `make images` built (OPERATOR_IMAGE,
+            # SERVER_IMAGE), loaded into containerd: nothing to pull.
             *("--set", "image.pullPolicy=Never"),
-            *("--set", f"defaultImage={SERVER_IMAGE}"),
             *("--set", f"watchNamespaces={{{MODELS_NAMESPACE}}}"),
             *monitoring,
         )

@@ -83,8 +83,11 @@ def test_helm_lint_passes_for_default_and_every_switch(helm_env: dict[str, str])
 
 
 def test_chart_metadata() -> None:
+    """One version for the chart and what it runs (hack/versions.py writes both)."""
+    import vigil_operator
+
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert (chart["version"], chart["appVersion"]) == ("0.1.0", "0.1.0")
+    assert chart["version"] == chart["appVersion"] == vigil_operator.__version__
 
 
 def test_chart_crd_file_is_identical_to_the_single_source() -> None:
@@ -415,9 +418,38 @@ def test_model_server_default_resources_are_passed_to_the_operator(helm_env: dic
 
 
 def test_image_tag_defaults_to_app_version_and_digest_wins(helm_env: dict[str, str]) -> None:
-    assert container(render(helm_env))["image"] == "ghcr.io/vigil-dev/vigil-operator:0.1.0"
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container(render(helm_env))["image"] == f"ghcr.io/vigil-dev/vigil-operator:{version}"
     digest = "sha256:" + "a" * 64
     assert container(render(helm_env, f"image.digest={digest}"))["image"].endswith("@" + digest)
+
+
+def test_both_images_come_from_the_registry_at_the_app_version(helm_env: dict[str, str]) -> None:
+    """A released chart runs the released images: {image.registry}/{name}:{appVersion}."""
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    defaults = container(render(helm_env))
+    assert parse_args(defaults["args"]).default_image == f"ghcr.io/vigil-dev/vigil-model-server:{version}"
+    moved = container(render(helm_env, "image.registry=127.0.0.1:5000/vigil/"))
+    assert moved["image"] == f"127.0.0.1:5000/vigil/vigil-operator:{version}"
+    assert parse_args(moved["args"]).default_image == f"127.0.0.1:5000/vigil/vigil-model-server:{version}"
+    digest = "sha256:" + "b" * 64
+    own = container(
+        render(
+            helm_env,
+            "modelServerImage.registry=mirror.example/ml",
+            "modelServerImage.tag=1.2.3",
+            "image.registry=",
+            "image.repository=registry.example/vigil-operator",
+        )
+    )
+    assert own["image"] == f"registry.example/vigil-operator:{version}"
+    assert parse_args(own["args"]).default_image == "mirror.example/ml/vigil-model-server:1.2.3"
+    pinned = container(render(helm_env, f"modelServerImage.digest={digest}"))
+    assert parse_args(pinned["args"]).default_image == f"ghcr.io/vigil-dev/vigil-model-server@{digest}"
+    whole = container(
+        render(helm_env, "defaultImage=registry.example/server:9", f"modelServerImage.digest={digest}")
+    )
+    assert parse_args(whole["args"]).default_image == "registry.example/server:9"
 
 
 @pytest.mark.parametrize(
@@ -437,6 +469,9 @@ def test_image_tag_defaults_to_app_version_and_digest_wins(helm_env: dict[str, s
         "alerts.nearThreshold.margin=-0.1",
         "alerts.unknownAlert.for=5m",
         "dashboards.label=not a label",
+        "image.repository=vigil-operator:1.0",  # the tag has a value of its own
+        "modelServerImage.digest=latest",
+        "modelServerImage.unknown=1",
     ],
 )
 def test_schema_rejects_bad_values(helm_env: dict[str, str], bad: str) -> None:

@@ -51,6 +51,10 @@ def test_ignore_file_keeps_what_the_dockerfile_copies(component: str) -> None:
 def test_make_images_tags_the_images_the_chart_runs() -> None:
     values = yaml.safe_load((REPO_ROOT / "charts" / "vigil" / "values.yaml").read_text())
     chart = yaml.safe_load((REPO_ROOT / "charts" / "vigil" / "Chart.yaml").read_text())
-    operator_image = f"{values['image']['repository']}:{values['image']['tag'] or chart['appVersion']}"
-    assert _makefile_default("OPERATOR_IMAGE") == operator_image
-    assert _makefile_default("SERVER_IMAGE") == values["defaultImage"]
+    registry, tag = values["image"]["registry"], chart["appVersion"]
+    assert not values["image"]["tag"]
+    assert not values["defaultImage"]
+    assert not values["modelServerImage"]["registry"]
+    assert not values["modelServerImage"]["tag"]
+    assert _makefile_default("OPERATOR_IMAGE") == f"{registry}/{values['image']['repository']}:{tag}"
+    assert _makefile_default("SERVER_IMAGE") == f"{registry}/{values['modelServerImage']['repository']}:{tag}"

@@ -46,11 +46,31 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
-{{- define "vigil.image" -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{/* An image reference {registry}/{repository}:{tag or appVersion}, or @digest when one is given.
+Takes a dict: registry, image (repository, tag, digest), appVersion. */}}
+{{- define "vigil.imageRef" -}}
+{{- $name := .image.repository -}}
+{{- with .registry }}{{ $name = printf "%s/%s" (trimSuffix "/" .) $name }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $name .image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $name (default .appVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator's image. */}}
+{{- define "vigil.image" -}}
+{{- include "vigil.imageRef" (dict "registry" .Values.image.registry "image" .Values.image "appVersion" .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* The model server image of ModelDeployments without spec.image: defaultImage when set, else
+modelServerImage in the operator image's registry (unless it names its own). */}}
+{{- define "vigil.modelServerImage" -}}
+{{- if .Values.defaultImage -}}
+{{- .Values.defaultImage -}}
+{{- else -}}
+{{- $registry := default .Values.image.registry .Values.modelServerImage.registry -}}
+{{- include "vigil.imageRef" (dict "registry" $registry "image" .Values.modelServerImage "appVersion" .Chart.AppVersion) -}}
 {{- end -}}
 {{- end -}}
 

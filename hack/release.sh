@@ -2,7 +2,8 @@
 # `make release VERSION=x.y.z [REGISTRY=host[:port]/path]`: cuts a release (docs/release.md).
 #
 #  1. checks that CHANGELOG.md has an entry for VERSION (before touching anything);
-#  2. writes VERSION into every place it appears (hack/versions.py) and regenerates manifests/;
+#  2. writes VERSION into every place it appears (hack/versions.py), regenerates manifests/, and
+#     builds the krew archive of kubectl vigil with its manifest (OUT/vigil.yaml);
 #  3. builds both images with hack/images.sh (reproducible, OCI labels: version, commit, time),
 #     named REGISTRY/vigil-operator:VERSION and REGISTRY/vigil-model-server:VERSION;
 #  4. writes an SBOM of each image (hack/sbom.sh);
@@ -43,6 +44,12 @@ step 1 "CHANGELOG.md and the version"
 "$PY" hack/versions.py changelog "$VERSION"
 "$PY" hack/versions.py set "$VERSION"
 "$PY" manifests/generate.py "$HELM" >/dev/null
+# The kubectl vigil plugin's krew archive and its manifest with the archive's sha256: release artifacts
+# (OUT/vigil.yaml goes to the krew index; the repository's copy keeps its version in step, not the sha256,
+# which changes with every commit of the operator).
+mkdir -p "$OUT"
+cp plugins/vigil.yaml "$OUT/vigil.yaml"
+"$PY" hack/kubectl-vigil-archive.py --version "$VERSION" --out "$OUT" --manifest "$OUT/vigil.yaml" | sed 's/^/[release] /'
 "$PY" hack/versions.py check | sed 's/^/[release] /'
 if [ -n "$REGISTRY" ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   git status --short --untracked-files=no >&2

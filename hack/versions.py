@@ -48,6 +48,9 @@ PLACES = (
     Place("docs/reference.md", rf"`ghcr\.io/vigil-dev/vigil-model-server:{V}`"),
     Place("manifests/gitops/argocd/application-vigil.yaml", rf"^    targetRevision: v{V}$"),
     Place("manifests/gitops/flux/vigil-helmrelease.yaml", rf"^    tag: v{V}$"),
+    Place("plugins/vigil.yaml", rf"^  version: v{V}$"),
+    Place("plugins/vigil.yaml", rf"/releases/download/v{V}/"),
+    Place("plugins/vigil.yaml", rf"/kubectl-vigil-{V}\.tar\.gz$"),
 )
 
 

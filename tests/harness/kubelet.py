@@ -45,6 +45,8 @@ class ServerKey:
     feedback_token: bool = False  # the pod mounts its ModelDeployment's feedback Secret
     mirror_url: str = ""  # MIRROR_URL as the cluster sees it (a Service's ClusterIP URL)
     stable_version: str = ""  # STABLE_VERSION: a shadow candidate paired with this stable version
+    # The container's other literal env (AWS_*, MODEL_PVC_ROOT, ...), passed on as a kubelet would.
+    other_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -64,6 +66,22 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+# Env the stand-in kubelet turns into flags or translates itself; the rest reaches the server as is.
+_TRANSLATED_ENV = frozenset(
+    {
+        "MODEL_URI",
+        "MODEL_NAME",
+        "MODEL_VERSION",
+        "MODEL_SHA256",
+        "MODEL_FEEDBACK_TOKEN_FILE",
+        "MIRROR_URL",
+        "STABLE_VERSION",
+        "PORT",
+        "HOST",
+    }
+)
+
+
 def _server_key(pod: dict[str, Any]) -> ServerKey | None:
     containers = pod.get("spec", {}).get("containers") or []
     env = (
@@ -81,6 +99,13 @@ def _server_key(pod: dict[str, Any]) -> ServerKey | None:
         feedback_token=bool(env.get("MODEL_FEEDBACK_TOKEN_FILE")),
         mirror_url=env.get("MIRROR_URL", ""),
         stable_version=env.get("STABLE_VERSION", ""),
+        other_env=tuple(
+            sorted(
+                (item["name"], item["value"])
+                for item in (containers[0].get("env") or [])
+                if "value" in item and item["name"] not in _TRANSLATED_ENV
+            )
+        ),
     )
 
 
@@ -103,6 +128,9 @@ class LocalKubelet:
         self.processes = processes
         self.prometheus = prometheus
         self.servers: dict[ServerKey, RunningServer] = {}
+        # Environment every server gets beneath its pod's own: the node's, say, or credentials a
+        # test would otherwise put in the pod through spec.podTemplate.
+        self.server_env: dict[str, str] = {}
         self.ready_pods: dict[str, ServerKey] = {}  # pod name -> what it serves
         self.in_service: set[str] = set()  # Ready pods the ModelDeployment's own Service selects
         self._stop = threading.Event()
@@ -207,7 +235,9 @@ class LocalKubelet:
     ) -> RunningServer | None:
         if key in self.servers and self.servers[key].process.alive():
             return self.servers[key]
-        env = {"STABLE_VERSION": key.stable_version} if key.stable_version else {}
+        env = {**self.server_env, **dict(key.other_env)}
+        if key.stable_version:
+            env["STABLE_VERSION"] = key.stable_version
         if key.mirror_url:
             local = self._proxied(key.mirror_url, pods, services)
             if local is None:

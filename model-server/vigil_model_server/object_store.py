@@ -239,7 +239,7 @@ def _classified(location: ObjectLocation, error: Exception, environ: Mapping[str
     # obstore raises the builtin FileNotFoundError for a missing object.
     if isinstance(error, NotFoundError | FileNotFoundError):
         return ObjectStoreError(f"{location.shown}: no such object (or no such bucket)")
-    detail = scrub(str(error), environ)
+    detail = scrub(_summary(str(error)), environ)
     denied = UnauthenticatedError | PermissionDeniedError | PermissionError
     if isinstance(error, denied) or _status(detail) in (401, 403):
         return ObjectStoreError(
@@ -252,6 +252,18 @@ def _classified(location: ObjectLocation, error: Exception, environ: Mapping[str
     if isinstance(error, BaseError | OSError | RuntimeError):
         return ObjectStoreUnavailable(f"{location.shown}: download failed: {detail}")
     return ObjectStoreError(f"{location.shown}: {detail}")
+
+
+def _summary(text: str) -> str:
+    """An S3 or GCS XML error body cut down to its status, code and message, which say what
+    happened (`HTTP 403 SignatureDoesNotMatch: The request signature ...`); other text as is."""
+    code = re.search(r"<Code>([^<]{1,100})</Code>", text)
+    if code is None:
+        return text
+    message = re.search(r"<Message>([^<]{0,300})</Message>", text)
+    status = _status(text)
+    prefix = f"HTTP {status} " if status is not None else ""
+    return f"{prefix}{code.group(1)}: {message.group(1) if message else ''}".rstrip(": ")
 
 
 def _status(detail: str) -> int | None:

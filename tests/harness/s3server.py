@@ -99,9 +99,12 @@ class S3Server:
             "-filer",
             f"-filer.port={ports['filer']}",
             f"-filer.port.grpc={grpc['filer']}",
+            f"-filer.localSocket={workdir / 'filer.sock'}",
             "-s3",
             f"-s3.port={server.port}",
             f"-s3.port.grpc={grpc['s3']}",
+            "-s3.port.iceberg=0",
+            f"-s3.localSocket={workdir / 's3.sock'}",
             f"-s3.config={config}",
         ]
         server.process = server.processes.start("seaweedfs", argv, cwd=workdir)

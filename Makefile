@@ -48,8 +48,12 @@ flux-tools: ## Build (or reuse from ~/.cache/vigil) Flux's source-, kustomize- a
 prometheus: ## Install Prometheus from Debian when missing
 	@hack/install-debian-tools.sh prometheus
 
+.PHONY: actionlint
+actionlint: ## Build (or reuse from ~/.cache/vigil) actionlint, which lints .github/workflows/, into bin/
+	@hack/actionlint.sh --check || hack/actionlint.sh
+
 .PHONY: deps
-deps: venv prometheus
+deps: venv prometheus actionlint
 	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
 	@hack/flux-tools.sh --check || hack/flux-tools.sh
 	@hack/seaweedfs.sh --check || hack/seaweedfs.sh
@@ -70,6 +74,7 @@ test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/mypy
+	@$(BIN)/actionlint
 	@mkdir -p .work; \
 	echo "[test] the soak, the real-node tier and the GitOps story run beside the rest (log: .work/test-background.log)"; \
 	$(VENV)/bin/pytest -m "$(BACKGROUND_TIERS)" $(PYTEST_ARGS) >.work/test-background.log 2>&1 & background=$$!; \
@@ -88,11 +93,26 @@ test-realnode: deps node-deps ## Only the real-node tier: the chart, the images 
 test-unit: venv ## Only the fast unit tests
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
+# The local cluster's tiers without the real node (root, cgroup v1), one at a time, as the forge's CI
+# (.github/workflows/ci.yml) runs them: TIER=main (integration and end-to-end on PYTEST_WORKERS
+# workers), gitops (the Flux story) or soak. `make test` runs all three side by side.
+TIER ?= main
+
+.PHONY: test-cluster
+test-cluster: deps ## The local cluster's tiers without the real node: TIER=main (integration, e2e), gitops or soak
+	@case "$(TIER)" in \
+	main) $(VENV)/bin/pytest tests/integration tests/e2e -m "not ($(BACKGROUND_TIERS))" \
+		-n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) ;; \
+	gitops|soak) $(VENV)/bin/pytest -m "$(TIER)" $(PYTEST_ARGS) ;; \
+	*) echo "error: TIER must be main, gitops or soak, not '$(TIER)'" >&2; exit 2 ;; \
+	esac
+
 .PHONY: lint
-lint: venv ## ruff and mypy
+lint: venv actionlint ## ruff, mypy and actionlint
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+	@$(BIN)/actionlint
 
 .PHONY: cluster-up
 cluster-up: deps ## Start the local cluster by hand (kwok nodes, plus a real node when this machine can; NODE=kwok: without)
@@ -162,6 +182,10 @@ manifests: venv sync-crds ## Regenerate the plain install (manifests/) from the 
 .PHONY: images
 images: ## Build the operator and model server images (Docker, else buildah) and their archives in .work/images/
 	@OPERATOR_IMAGE=$(OPERATOR_IMAGE) SERVER_IMAGE=$(SERVER_IMAGE) $(if $(BASE),BASE=$(BASE)) hack/images.sh
+
+.PHONY: krew-archive
+krew-archive: venv ## The kubectl vigil plugin's krew archive in .work/release/, and its sha256 in plugins/vigil.yaml
+	@$(PY) hack/kubectl-vigil-archive.py --out .work/release --manifest plugins/vigil.yaml
 
 .PHONY: kind-up
 kind-up: ## Create a kind cluster named $(KIND_CLUSTER) (needs Docker and kind)

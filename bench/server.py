@@ -273,18 +273,19 @@ def measure_mirroring(model_path: Path, wrk_path: str, script: Path) -> Mirrorin
 
     Both stable servers and the candidate run throughout, so each round differs only in which
     server wrk drives; the order alternates so that drift in the machine's load weighs on both.
-    The candidate runs at the lowest CPU priority (nice 19): in a cluster it has pods of its own,
-    here it shares the machine's cores with wrk and the stable server, and what is measured is the
-    stable server's own cost of mirroring. Copies it could not take show as failed in the table.
+    The candidate runs under SCHED_IDLE (`chrt --idle 0`: only on CPU time nothing else wants; nice
+    19 still took slices from the stable server): in a cluster it has pods of its own, here it
+    shares the machine's cores with wrk and the stable server, and what is measured is the stable
+    server's own cost of mirroring. Copies it could not take show as failed in the table.
     """
     token = WORK / "mirror-token"
     token.write_text(MIRROR_TOKEN)
     auth = ("--feedback-token-file", str(token))
     candidate_port, on_port, off_port = free_port(), free_port(), free_port()
     candidate = [
-        "nice",
-        "-n",
-        "19",
+        "chrt",
+        "--idle",
+        "0",
         *vigil_argv(model_path, candidate_port, "2", "--stable-version", "1", *auth),
     ]
     mirror = ("--mirror-url", f"http://127.0.0.1:{candidate_port}")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from vigil_operator import constants as c
 from vigil_operator.decisions import ObservedDeployment, release_id
+from vigil_operator.pod_template import customise_container, customise_pod, pod_metadata
 from vigil_operator.releases import ModelDeploymentSpec, Release
 
 
@@ -94,7 +95,7 @@ PRE_STOP_SECONDS = 5
 SERVER_DRAIN_SECONDS = 25
 TERMINATION_GRACE_SECONDS = 45
 # Where the feedback token Secret is mounted (read-only; group-readable through fsGroup).
-FEEDBACK_VOLUME = "feedback-token"
+FEEDBACK_VOLUME = c.FEEDBACK_VOLUME
 FEEDBACK_TOKEN_MODE = 0o440
 # Where a pvc://CLAIM/PATH model's claim is mounted (read-only): the model server reads
 # MODEL_PVC_ROOT/CLAIM/PATH, and MODEL_PVC_ROOT defaults to this folder.
@@ -210,6 +211,8 @@ def _deployment(
     PodMonitor stores every count twice. `default_resources` (the operator's
     `--model-server-resources`) applies when the spec sets no `resources`. The feedback token
     Secret is mounted but not referenced in the template otherwise, so rotating it restarts no pod.
+    `spec.pod_template` is merged in last (pod_template.py), the operator's own settings winning;
+    an empty one changes nothing, so the pods of a spec without it never roll.
     """
     env = [
         {"name": "MODEL_URI", "value": release.uri},
@@ -258,18 +261,21 @@ def _deployment(
             *pvc_mounts,
         ],
     }
-    resources = spec.resources or default_resources
+    custom = spec.pod_template
+    resources = custom.resources or spec.resources or default_resources
     if resources:
         container["resources"] = resources
-    template = {
-        "metadata": {
-            "labels": {**spec.pod_labels, **pod_labels, c.LABEL_VERSION: release.version},
-            "annotations": {
-                **spec.pod_annotations,
+    template: dict[str, Any] = {
+        "metadata": pod_metadata(
+            custom,
+            older_labels=spec.pod_labels,
+            older_annotations=spec.pod_annotations,
+            labels={**pod_labels, c.LABEL_VERSION: release.version},
+            annotations={
                 **(SCRAPE_ANNOTATIONS if scrape_annotations else {}),
                 c.ANNOTATION_RELEASE: release_id(release, retries),
             },
-        },
+        ),
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
@@ -279,7 +285,7 @@ def _deployment(
                 "fsGroup": POD_FS_GROUP,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [container],
+            "containers": [customise_container(container, custom)],
             "volumes": [
                 {"name": "tmp", "emptyDir": {}},
                 {
@@ -294,6 +300,7 @@ def _deployment(
             ],
         },
     }
+    template["spec"] = customise_pod(template["spec"], custom, selector)
     deployment_spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
     deployment_spec |= {
         "selector": {"matchLabels": selector},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,11 @@ class Config:
     model_server_resources: dict[str, Any] = field(
         default_factory=lambda: dict(DEFAULT_MODEL_SERVER_RESOURCES)
     )
+    # Built-in checks due on the same tick that share a Prometheus go out as one query, gathered
+    # for up to this long (docs/operations.md, "Batched analysis"); 0 turns batching off.
+    batch_window: float = 1.0
+    # Batched queries in flight at once, to all Prometheus servers together.
+    prometheus_concurrency: int = 16
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -59,6 +65,8 @@ class Config:
                 ),
                 credentials_over_http=env_flag(env.get("VIGIL_PROMETHEUS_CREDENTIALS_OVER_HTTP", "")),
             ),
+            batch_window=non_negative_float(env.get("VIGIL_BATCH_WINDOW_SECONDS") or "1"),
+            prometheus_concurrency=positive_int(env.get("VIGIL_PROMETHEUS_CONCURRENCY") or "16"),
             model_server_resources=resources_json(env["VIGIL_MODEL_SERVER_RESOURCES"])
             if env.get("VIGIL_MODEL_SERVER_RESOURCES")
             else dict(DEFAULT_MODEL_SERVER_RESOURCES),
@@ -79,6 +87,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be a number of seconds >= 0, got {text!r}")
     return value
 
 

@@ -41,6 +41,14 @@ CLI_FIELD_MANAGER = "vigil-cli"
 
 SERVER_PORT = 8080
 SERVER_PORT_NAME = "http"
+# The model server pods: the operator's one container and its volumes (spec.podTemplate may add
+# neither a container nor a volume under these names, nor mount anything at, above or below these
+# paths). `model-pvc` is a pvc:// model's claim, mounted read-only under MODEL_PVC_ROOT/CLAIM.
+CONTAINER_NAME = "model-server"
+TMP_VOLUME = "tmp"
+FEEDBACK_VOLUME = "feedback-token"
+MODEL_PVC_VOLUME = "model-pvc"
+MODEL_PVC_ROOT = "/var/lib/vigil/pvc"
 HISTORY_LIMIT = 20  # the CRD's maxItems; a revert after promotion looks here for the previous stable release
 
 # The feedback token: one Secret `<name>-feedback` per ModelDeployment, key `token`, mounted

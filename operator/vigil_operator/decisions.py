@@ -132,6 +132,9 @@ class Facts:
     history: tuple[HistoryEntry, ...] = ()
     retries: int = 0  # retries requested so far; part of the release id, so a retry recreates pods
     apply_error: str | None = None  # the API server's message while it refuses the Deployment
+    # The spec hashes (vigil.dev/spec-hash) of the Deployments it refused: not sent again until what
+    # the operator would apply changes (a new spec, a decision, a retry), so a refusal is no loop.
+    refused_specs: tuple[str, ...] = ()
     # Shadow and Canary: the stages of the candidate under analysis and the one it is at (None:
     # no candidate track, the main Deployment runs `current`).
     staged: StagedRollout | None = None
@@ -240,13 +243,20 @@ def watching(facts: Facts, analysis: AnalysisSpec) -> bool:
     return phase in (Phase.PROMOTED, Phase.ROLLED_BACK) and analysis.after_promotion
 
 
-def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan | None:
-    """The query to run now, or None when no check is due yet."""
+def next_check_at(facts: Facts, analysis: AnalysisSpec) -> datetime | None:
+    """When the next check falls due (an interval after the last one), or None while none will."""
     if facts.serving_since is None or not watching(facts, analysis):
         return None
     last = facts.last_check.time if facts.last_check else facts.serving_since
-    if now < last + timedelta(seconds=analysis.interval):
+    return last + timedelta(seconds=analysis.interval)
+
+
+def check_due(facts: Facts, analysis: AnalysisSpec, now: datetime) -> QueryPlan | None:
+    """The query to run now, or None when no check is due yet."""
+    due = next_check_at(facts, analysis)
+    if due is None or facts.serving_since is None or now < due:
         return None
+    last = facts.last_check.time if facts.last_check else facts.serving_since
     if phase_of(facts) is Phase.ANALYZING:
         since_serving = (now - facts.serving_since).total_seconds()
         shadow = facts.staged is not None and facts.staged.stage.kind is StageKind.SHADOW
@@ -302,6 +312,10 @@ def _apply_action(inputs: Inputs) -> tuple[Facts, tuple[Event, ...]]:
         return facts, ()
     phase = phase_of(facts)
     if action is Action.RETRY:
+        if facts.failed_version is None and facts.degraded_reason is None and facts.refused_specs:
+            # The refusal came from the cluster (a policy since relaxed, RBAC since granted): send again.
+            note = "retry requested: applying the refused Deployment again"
+            return replace(facts, refused_specs=()), (Event(Reason.RETRY_REQUESTED, note),)
         if facts.failed_version is None and facts.degraded_reason is None:
             return facts, (Event(Reason.ACTION_IGNORED, "retry: nothing failed, nothing to retry"),)
         note = f"retry requested: rolling {inputs.desired.version} out again"
@@ -444,15 +458,17 @@ def _candidate_track_runs_current(facts: Facts) -> bool:
     return facts.staged is not None and not facts.staged.handing_over and facts.current != facts.stable
 
 
-def record_apply(facts: Facts, error: str | None) -> tuple[Facts, tuple[Event, ...]]:
-    """Whether the API server accepted the Deployment (`error` is its message if not).
+def record_apply(
+    facts: Facts, error: str | None, refused_specs: tuple[str, ...] = ()
+) -> tuple[Facts, tuple[Event, ...]]:
+    """Whether the API server accepted the Deployments (`error` is its message if not, and
+    `refused_specs` the spec hashes of those it refused).
 
     A new refusal is a Warning event; the Degraded condition shows it until an apply succeeds.
     """
-    if error == facts.apply_error:
-        return facts, ()
-    recorded = replace(facts, apply_error=error)
-    if error is None:
+    refused_specs = refused_specs if error is not None else ()
+    recorded = replace(facts, apply_error=error, refused_specs=refused_specs)
+    if error == facts.apply_error or error is None:
         return recorded, ()
     message = f"the API server refused the Deployment: {error}"
     return recorded, (Event(Reason.APPLY_FAILED, message, warning=True),)
@@ -665,9 +681,7 @@ def _remember(
 def _requeue_after(facts: Facts, inputs: Inputs) -> float:
     if facts.serving_since is None and facts.degraded_reason is None:
         return ROLLOUT_POLL_SECONDS
-    if not watching(facts, inputs.analysis) or facts.degraded_reason is not None:
+    due = next_check_at(facts, inputs.analysis)
+    if due is None or facts.degraded_reason is not None:
         return 300.0
-    last = facts.last_check.time if facts.last_check else facts.serving_since
-    assert last is not None
-    due = last + timedelta(seconds=inputs.analysis.interval)
     return max(0.1, (due - inputs.now).total_seconds())

@@ -19,7 +19,7 @@ from vigil_operator.builders import Owner, common_labels, feedback_secret_name, 
 def rotation_requested(body: dict[str, Any]) -> str | None:
     """The value of the rotate annotation on the ModelDeployment, if any."""
     value = (body.get("metadata", {}).get("annotations") or {}).get(c.ANNOTATION_ROTATE_FEEDBACK_TOKEN)
-    if value is None or not value.strip():
+    if not isinstance(value, str) or not value.strip():
         return None
     return value.strip()
 

@@ -17,6 +17,7 @@ import prometheus_client
 
 from vigil_operator import constants as c
 from vigil_operator import kube, metrics, prometheus
+from vigil_operator.batcher import Batcher
 from vigil_operator.config import Config
 from vigil_operator.reconcile import reconcile_once
 
@@ -29,6 +30,12 @@ class Supervisors:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # One query per tick per Prometheus for the built-in checks (None: one query per check).
+        self.batcher = (
+            Batcher(window=config.batch_window, concurrency=config.prometheus_concurrency)
+            if config.batch_window > 0
+            else None
+        )
         self.tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.wakeups: dict[tuple[str, str], asyncio.Event] = {}
 
@@ -50,7 +57,7 @@ class Supervisors:
                 wakeup.clear()
                 try:
                     with metrics.RECONCILE_SECONDS.time():
-                        delay = await reconcile_once(namespace, name, self.config, log.logger)
+                        delay = await reconcile_once(namespace, name, self.config, log.logger, self.batcher)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -72,6 +79,8 @@ class Supervisors:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.batcher is not None:
+            await self.batcher.close()
 
 
 @kopf.on.startup()

@@ -36,7 +36,7 @@ async def connect() -> client.ApiClient:
     global _api
     if _api is None:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]  # unannotated upstream
         except ConfigException:
             # Read $KUBECONFIG now, not when the client library was imported.
             await config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
@@ -52,19 +52,21 @@ async def close() -> None:
 
 
 def _plain(api: client.ApiClient, obj: Any) -> dict[str, Any]:
-    return api.sanitize_for_serialization(obj)
+    plain: dict[str, Any] = api.sanitize_for_serialization(obj)
+    return plain
 
 
 async def read_model_deployment(namespace: str, name: str) -> dict[str, Any] | None:
     api = await connect()
     try:
-        return await client.CustomObjectsApi(api).get_namespaced_custom_object(
+        found: dict[str, Any] = await client.CustomObjectsApi(api).get_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PLURAL, name
         )
     except ApiException as error:
         if error.status == 404:
             return None
         raise
+    return found
 
 
 async def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
@@ -127,7 +129,7 @@ async def clear_action(namespace: str, name: str) -> str:
     patched = await client.CustomObjectsApi(api).patch_namespaced_custom_object(  # type: ignore[call-arg]
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
     )
-    return patched["metadata"]["resourceVersion"]
+    return str(patched["metadata"]["resourceVersion"])
 
 
 async def read_secret(namespace: str, name: str) -> dict[str, bytes]:

@@ -7,10 +7,11 @@ import json
 import logging
 import os
 import random
+from typing import Any
 
 import kopf
 
-from vigil_operator.config import Config, positive_int, resources_json
+from vigil_operator.config import Config, non_negative_float, positive_int, resources_json
 from vigil_operator.prometheus import AccessPolicy
 
 
@@ -95,6 +96,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(env VIGIL_PROMETHEUS_CREDENTIALS_OVER_HTTP; default off)",
     )
     parser.add_argument(
+        "--batch-window-seconds",
+        type=_non_negative_float,
+        default=defaults.batch_window,
+        help="gather the built-in checks due on the same tick that share a Prometheus this long, "
+        "then send one query for all; 0: one query per check "
+        "(env VIGIL_BATCH_WINDOW_SECONDS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--prometheus-concurrency",
+        type=_positive_int,
+        default=defaults.prometheus_concurrency,
+        help="batched queries in flight at once to all Prometheus servers together; each server "
+        "gets at most 2 (env VIGIL_PROMETHEUS_CONCURRENCY; default %(default)s)",
+    )
+    parser.add_argument(
         "--model-server-resources",
         type=_resources,
         default=defaults.model_server_resources,
@@ -116,7 +132,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _resources(text: str) -> dict:
+def _non_negative_float(text: str) -> float:
+    try:
+        return non_negative_float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _resources(text: str) -> dict[str, Any]:
     try:
         return resources_json(text)
     except (ValueError, json.JSONDecodeError) as error:
@@ -147,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
             credentials_over_http=args.prometheus_credentials_over_http,
         ),
         model_server_resources=args.model_server_resources,
+        batch_window=args.batch_window_seconds,
+        prometheus_concurrency=args.prometheus_concurrency,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)

@@ -36,6 +36,18 @@ RECONCILE_SECONDS = Histogram(
     "Time of one reconcile round of one ModelDeployment, Prometheus query included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# Per Prometheus (its URL without credentials): what a batched analysis is meant to keep low.
+PROMETHEUS_QUERIES = Counter(
+    "vigil_operator_prometheus_queries_total",
+    "Queries sent to each Prometheus (batched checks, custom queries, paired counts, diagnoses)",
+    ["prometheus"],
+)
+BATCH_SIZE = Histogram(
+    "vigil_operator_batch_size",
+    "Checks answered by one batched query, per Prometheus",
+    ["prometheus"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
 PHASE = Gauge(
     "vigil_operator_phase",
     "1 for the phase each ModelDeployment is in (status.phase), 0 for every other phase",

@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from vigil_operator import metrics
 from vigil_operator.analysis import Measurement, PairedCounts
 from vigil_operator.diagnosis import SeriesEvidence, diagnose
 from vigil_operator.queries import OUTCOME_LABEL, SERIES_LABEL, PairedOutcome, Target, no_series_query
@@ -242,6 +244,7 @@ async def instant_query(access: PrometheusAccess, query: str, at: datetime | Non
     off too. Raises PrometheusError with a readable, bounded reason.
     """
     endpoint = URL(access.url.rstrip("/") + "/api/v1/query")
+    metrics.PROMETHEUS_QUERIES.labels(access.safe_url).inc()
     form = {"query": query} if at is None else {"query": query, "time": to_timestamp(at)}
     headers = {**_auth_headers(access), "Accept": "application/json", "Accept-Encoding": "identity"}
     try:
@@ -286,7 +289,8 @@ async def instant_query(access: PrometheusAccess, query: str, at: datetime | Non
         raise PrometheusError(
             bounded(f"Prometheus rejected the query ({body.get('errorType')}): {body.get('error')}")
         )
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 def _number(text: Any) -> float:
@@ -388,16 +392,19 @@ async def measure(
     builtin: bool,
     at: datetime | None = None,
     target: Target | None = None,
+    answer: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> Measurement:
     """One check's measurement, evaluated `at` the check's time.
 
     Every failure becomes `Measurement(error=...)`, never an exception. The built-in query's
     ranges end at the check's time, so evaluating there makes back-to-back checks meet exactly.
     With `target`, an empty built-in answer is explained (`diagnosis`): which of no scrape
-    target, targets down, no `namespace` label or no labels yet, and the fix.
+    target, targets down, no `namespace` label or no labels yet, and the fix. `answer`, when
+    given, supplies the answer instead of `query` (the object's share of a batched query,
+    `batcher.Batcher`); it is read exactly like the single query's.
     """
     try:
-        data = await instant_query(access, query, at)
+        data = await (answer() if answer is not None else instant_query(access, query, at))
         return accuracy_measurement(data) if builtin else single_value_measurement(data)
     except NoSeries as error:
         if target is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vigil_operator.decisions import QueryPlan
@@ -19,6 +20,10 @@ STABLE_VERSION_LABEL = "stable_version"  # the version the candidate was paired 
 OUTCOME_LABEL = "outcome"
 # The built-in query returns two series told apart by this label: correct and total counts.
 SERIES_LABEL = "vigil_series"
+# A batched query (`grouped_accuracy_query`) keeps the target's labels, and tags each group with this
+# one: groups of other ranges may match the same series, and `or` would otherwise drop them.
+GROUP_LABEL = "vigil_group"
+TARGET_LABELS = ("namespace", "model", "version")
 # What tells one model server process from another, whichever job scraped it: pod discovery
 # (a PodMonitor, the common `kubernetes-pods` job, the sample scrape config) sets `namespace`,
 # `pod` and `instance` (the pod's IP and port) alike; `job`, `endpoint` and `container` differ.
@@ -86,6 +91,42 @@ def builtin_accuracy_query(target: Target, plan: QueryPlan) -> str:
         return f'label_replace(sum({since}), "{SERIES_LABEL}", "{series}", "", "")'
 
     return f"{counted(FEEDBACK_CORRECT, 'correct')} or {counted(FEEDBACK_TOTAL, 'total')}"
+
+
+def grouped_accuracy_query(tag: str, targets: Sequence[Target], range_seconds: float) -> str:
+    """`builtin_accuracy_query` for many targets over one range, per (namespace, model, version).
+
+    The same counting (per process, never twice), with `model` and `version` kept in the process's
+    identity (one exporter may serve many models) and a sum per target instead of one sum; every
+    series is tagged `GROUP_LABEL`=`tag`. The selectors match each label against the set of the
+    targets' values, so a series of a non-member can match too: `batching.split_answer` keeps
+    only each member's own series.
+    """
+    offset = format_offset(range_seconds)
+    selector = ", ".join(
+        f"{label}=~{_quote('|'.join(sorted({_regex_literal(value) for value in values})))}"
+        for label, values in zip(
+            TARGET_LABELS,
+            zip(*((t.namespace, t.name, t.version) for t in targets), strict=True),
+            strict=True,
+        )
+    )
+    identity = f"{POD_IDENTITY}, model, version"
+    by = ", ".join(TARGET_LABELS)
+
+    def counted(metric: str, series: str) -> str:
+        since = _counted_once(f"{metric}{{{selector}}}", offset, identity)
+        tagged = f'label_replace(sum by ({by}) ({since}), "{SERIES_LABEL}", "{series}", "", "")'
+        return f'label_replace({tagged}, "{GROUP_LABEL}", {_quote(tag)}, "", "")'
+
+    return f"{counted(FEEDBACK_CORRECT, 'correct')} or {counted(FEEDBACK_TOTAL, 'total')}"
+
+
+def _regex_literal(value: str) -> str:
+    """`value` as an RE2 pattern matching only itself (callers pass label-safe values)."""
+    return "".join(
+        char if char.isascii() and (char.isalnum() or char in "_-") else f"\\{char}" for char in value
+    )
 
 
 def paired_comparison_query(target: Target, stable_version: str, plan: QueryPlan) -> str:

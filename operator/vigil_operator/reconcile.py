@@ -18,6 +18,8 @@ from typing import Any
 from vigil_operator import constants as c
 from vigil_operator import feedback, kube, metrics, prometheus
 from vigil_operator.analysis import Measurement, Verdict
+from vigil_operator.batcher import Batcher
+from vigil_operator.batching import CheckRequest, batchable, tick_floor, wake_delay
 from vigil_operator.builders import (
     Owner,
     candidate_deployment_for,
@@ -25,6 +27,7 @@ from vigil_operator.builders import (
     candidate_service_for,
     deployment_for,
     drift,
+    feedback_secret_name,
     observe,
     service_for,
     service_url,
@@ -41,6 +44,7 @@ from vigil_operator.decisions import (
     Reason,
     check_due,
     decide,
+    next_check_at,
     record_apply,
 )
 from vigil_operator.queries import Target, builtin_accuracy_query, custom_query, paired_comparison_query
@@ -88,12 +92,15 @@ async def run_check(
     plan: QueryPlan,
     at: datetime | None = None,
     policy: prometheus.AccessPolicy | None = None,
+    batcher: Batcher | None = None,
 ) -> tuple[Measurement, str]:
     """Render the query and measure through Prometheus `at` the check's time (the core judges).
 
     Never raises for missing data. Pass the `now` the check is recorded with: the next check's
     range starts there, and only then do back-to-back built-in counts meet exactly. A shadow's
     plan (`paired_with`) also reads the paired counts; the recorded query then names both.
+    With a `batcher` (and `at`), the built-in query is answered by its tick's batched query; the
+    recorded query stays this object's own, which returns the same counts.
     """
     analysis = spec.analysis
     query = (
@@ -108,7 +115,16 @@ async def run_check(
     except prometheus.PrometheusError as error:
         measurement = Measurement(error=bounded(str(error)))
     else:
-        measurement = await prometheus.measure(access, query, builtin=analysis.builtin, at=at, target=target)
+        answer = None
+        if batcher is not None and at is not None and analysis.builtin and batchable(target):
+            request, batch_access = CheckRequest(target, plan.range_seconds), access
+
+            async def answer() -> dict[str, Any]:
+                return await batcher.answer(batch_access, request, at, analysis.interval)
+
+        measurement = await prometheus.measure(
+            access, query, builtin=analysis.builtin, at=at, target=target, answer=answer
+        )
         if plan.paired_with is not None:
             paired_query = paired_comparison_query(target, plan.paired_with, plan)
             measurement = await prometheus.with_paired_counts(access, measurement, paired_query, at)
@@ -123,7 +139,7 @@ async def ensure_feedback_secret(body: dict[str, Any], owner: Owner, logger: log
     logged and the round goes on: the pods then wait for the Secret, visibly, instead of every
     other part of the round stalling too.
     """
-    name = feedback.feedback_secret_name(owner.name)
+    name = feedback_secret_name(owner.name)
     rotation = feedback.rotation_requested(body)
     try:
         existing = await kube.read_secret_metadata(owner.namespace, name)
@@ -151,8 +167,14 @@ def requested_action(body: dict[str, Any]) -> tuple[Action | None, str | None]:
         return None, raw
 
 
-async def reconcile_once(namespace: str, name: str, config: Config, logger: logging.Logger) -> float | None:
-    """One round; returns the seconds until the next one, or None once the object is gone."""
+async def reconcile_once(
+    namespace: str, name: str, config: Config, logger: logging.Logger, batcher: Batcher | None = None
+) -> float | None:
+    """One round; returns the seconds until the next one, or None once the object is gone.
+
+    With a `batcher`, built-in checks fall on their interval's ticks (`batching.tick_floor`): the
+    round that finds one due measures it in the tick's batch and is decided at the tick's time.
+    """
     body = await kube.read_model_deployment(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
@@ -179,12 +201,23 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
 
     measurement, query = None, ""
     plan = check_due(facts, spec.analysis, now)
+    on_ticks = batcher is not None and spec.analysis.builtin
     if plan is not None and facts.current is not None:
         target = Target(name=name, namespace=namespace, version=facts.current.version)
-        # Read `evaluationDelay` in the past so late scrapes are in; every check shifts alike,
-        # so back-to-back ranges still meet.
-        at = now - timedelta(seconds=spec.analysis.evaluation_delay)
-        measurement, query = await run_check(spec, target, plan, at=at, policy=config.prometheus_policy)
+        if on_ticks:
+            # On the interval's ticks every object of a Prometheus reads the same range at the same
+            # time: one query for all. A check due between two ticks waits for the next.
+            tick = tick_floor(now, spec.analysis.interval)
+            plan = check_due(facts, spec.analysis, tick)
+            if plan is not None:
+                now = tick  # the check is the tick's, and so is this round's decision
+        if plan is not None:
+            # Read `evaluationDelay` in the past so late scrapes are in; every check shifts alike,
+            # so back-to-back ranges still meet.
+            at = now - timedelta(seconds=spec.analysis.evaluation_delay)
+            measurement, query = await run_check(
+                spec, target, plan, at=at, policy=config.prometheus_policy, batcher=batcher
+            )
 
     decision = decide(
         Inputs(
@@ -220,8 +253,10 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         written = (written[0], await kube.clear_action(namespace, name))
 
     await ensure_feedback_secret(body, owner, logger)
-    refused = await _apply_tracks(body, owner, spec, decision, config, now, logger, candidate is not None)
-    applied_facts, events = record_apply(decision.facts, refused)
+    refused, refused_specs = await _apply_tracks(
+        body, owner, spec, decision, config, now, logger, candidate is not None
+    )
+    applied_facts, events = record_apply(decision.facts, refused, refused_specs)
     metrics.record_state(
         namespace, name, metrics.object_state(applied_facts, spec.analysis, spec.release, spec.replicas)
     )
@@ -232,6 +267,10 @@ async def reconcile_once(namespace: str, name: str, config: Config, logger: logg
         await _post_events(body, events, now, logger)
     if await kube.read_service(namespace, name) is None:
         await kube.apply_service(service_for(owner))
+    if on_ticks:  # wake for the next check at its tick, whenever this round ended
+        wake_at = now + timedelta(seconds=decision.requeue_after)
+        next_check = next_check_at(applied_facts, spec.analysis)
+        return wake_delay(datetime.now(UTC), wake_at, next_check, spec.analysis.interval)
     return decision.requeue_after
 
 
@@ -244,13 +283,13 @@ async def _apply_tracks(
     now: datetime,
     logger: logging.Logger,
     candidate_exists: bool,
-) -> str | None:
+) -> tuple[str | None, tuple[str, ...]]:
     """Make the Deployments (and a shadow's Service) run what the decision's tracks say.
 
     The candidate's Service comes first (the stable servers mirror to its ClusterIP, known once it
     exists), then the candidate's Deployment, then the main one; what is no longer wanted goes
     last, after the main Deployment took its replicas back. Returns the API server's message
-    when it refuses a Deployment.
+    when it refuses a Deployment, and the spec hashes of the refused ones.
     """
     tracks, namespace = decision.tracks, owner.namespace
     options: dict[str, Any] = {
@@ -260,7 +299,7 @@ async def _apply_tracks(
     }
     service = candidate_service_for(owner)
     mirror_url = service_url(await kube.apply_service(service)) if tracks.mirrored else None
-    refused = None
+    refusals = _Refusals(decision.facts)
     if tracks.candidate is not None and not tracks.handing_over:
         wanted_candidate = candidate_deployment_for(
             owner,
@@ -274,7 +313,7 @@ async def _apply_tracks(
         live_candidate = (
             await kube.read_deployment(namespace, candidate_name(owner)) if candidate_exists else None
         )
-        refused = await _apply_deployment(body, live_candidate, wanted_candidate, now, logger)
+        await refusals.apply(body, live_candidate, wanted_candidate, now, logger)
     wanted = deployment_for(
         owner,
         spec,
@@ -286,7 +325,7 @@ async def _apply_tracks(
     # Read again just before the apply: an edit made while this round queried Prometheus would
     # otherwise be reverted without its DriftCorrected event (the first read predates it).
     live = await kube.read_deployment(namespace, owner.name)
-    refused = await _apply_deployment(body, live, wanted, now, logger) or refused
+    await refusals.apply(body, live, wanted, now, logger)
     if (
         tracks.candidate is None
         and candidate_exists
@@ -297,7 +336,39 @@ async def _apply_tracks(
     if not tracks.mirrored and await kube.read_service(namespace, name) is not None:
         await kube.delete_service(namespace, name)
         logger.info("candidate Service %s/%s deleted", namespace, name)
-    return refused
+    return refusals.message, tuple(refusals.specs)
+
+
+class _Refusals:
+    """The Deployments the API server refused in one round, and its message.
+
+    A Deployment refused before (its spec hash is in `facts.refused_specs`) is not sent again:
+    the API server would refuse it again, and the condition already says why. What the operator
+    would apply changes with the spec, a decision or a retry, and then it is sent.
+    """
+
+    def __init__(self, facts: Facts) -> None:
+        self.known = set(facts.refused_specs) if facts.apply_error is not None else set()
+        self.known_message = facts.apply_error
+        self.message: str | None = None
+        self.specs: list[str] = []
+
+    async def apply(
+        self,
+        body: dict[str, Any],
+        live: dict[str, Any] | None,
+        wanted: dict[str, Any],
+        now: datetime,
+        logger: logging.Logger,
+    ) -> None:
+        spec = str(wanted["metadata"]["labels"][c.LABEL_SPEC_HASH])
+        if spec in self.known:
+            refused: str | None = self.known_message
+        else:
+            refused = await _apply_deployment(body, live, wanted, now, logger)
+        if refused is not None:
+            self.message = refused  # the main Deployment, applied last, speaks for both
+            self.specs.append(spec)
 
 
 async def _write_status(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vigil_operator.analysis import ComparisonCriteria, Criteria, WatchParams
+from vigil_operator.pod_template import InvalidPodTemplate, PodTemplate, parse_pod_template
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -141,6 +142,8 @@ class ModelDeploymentSpec:
     # The server may load a joblib/pickle file without spec.model.sha256 (loading runs its code).
     allow_unpinned_pickle: bool = False
     strategy: StrategySpec = field(default_factory=StrategySpec)
+    # Not part of the release: a change rolls the pods of whatever release serves, unjudged.
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
 
 
 _T = TypeVar("_T")
@@ -201,7 +204,15 @@ def parse_spec(
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         allow_unpinned_pickle=model.get("allowUnpinnedPickle") is True,
         strategy=parse_strategy(spec.get("strategy")),
+        pod_template=_pod_template(spec.get("podTemplate")),
     )
+
+
+def _pod_template(raw: Any) -> PodTemplate:
+    try:
+        return parse_pod_template(raw)
+    except InvalidPodTemplate as error:
+        raise InvalidSpec(str(error)) from None
 
 
 def parse_strategy(strategy: Any) -> StrategySpec:

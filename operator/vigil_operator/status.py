@@ -79,6 +79,7 @@ def facts_from_status(status: dict[str, Any] | None) -> Facts:
         ),
         retries=int(status.get("retries") or 0),
         apply_error=status.get("applyError") or None,
+        refused_specs=tuple(str(h) for h in status.get("refusedSpecHashes") or ()),
         staged=_staged_from_dict(status.get("strategy") or {}),
     )
 
@@ -297,6 +298,7 @@ def status_of(
         "degradedReason": facts.degraded_reason,
         "retries": facts.retries,
         "applyError": facts.apply_error,
+        "refusedSpecHashes": list(facts.refused_specs) or None,
         "strategy": strategy_status(facts, replicas),
         "streaks": {
             "failures": facts.streaks.failures,

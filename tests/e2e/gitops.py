@@ -275,7 +275,8 @@ class GitOpsStory:
 
         deployment_before = self.stack.deployment(self.name)["metadata"]["generation"]
         plugin = subprocess.run(
-            [str(VENV_BIN / "kubectl"), "vigil", "retry", self.name, "-n", self.namespace],
+            # --no-wait: the operator is stopped, nobody would confirm it (the plugin waits by default)
+            [str(VENV_BIN / "kubectl"), "vigil", "retry", self.name, "-n", self.namespace, "--no-wait"],
             env=self.site.cluster.env(),
             text=True,
             capture_output=True,

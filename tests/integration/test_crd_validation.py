@@ -56,6 +56,24 @@ class Invalid:
     says: str  # and a piece of the message
 
 
+def pod(spec: dict[str, Any]) -> dict[str, Any]:
+    """The change that sets spec.podTemplate.spec."""
+    return {"spec.podTemplate": {"spec": spec}}
+
+
+def init(security: dict[str, Any]) -> dict[str, Any]:
+    """The change that adds an init container with this security context."""
+    return pod({"initContainers": [{"name": "fetch", "image": "busybox", "securityContext": security}]})
+
+
+def mount(path: str) -> dict[str, Any]:
+    return {"name": "data", "mountPath": path}
+
+
+INIT = "spec.podTemplate.spec.initContainers[0]"
+SECRET_KEY = {"name": "s3", "key": "token"}
+DATA_VOLUME = {"volumes": [{"name": "data", "emptyDir": {}}]}
+
 # fmt: off
 INVALID = [
     # --- required fields and the name ---
@@ -191,8 +209,153 @@ INVALID = [
         {"spec.strategy": {"type": "Canary", "shadow": {"margin": 0.01}}},
         "spec.strategy.shadow", "needs type Shadow",
     ),
+    # --- podTemplate: what would collide with the operator, each named where it is ---
+    Invalid("pod-template-env-reserved",
+            pod({"env": [{"name": "AWS_REGION", "value": "x"}, {"name": "MODEL_URI", "value": "s3://o/m"}]}),
+            "spec.podTemplate.spec.env[1].name", "env[].name MODEL_URI is set by the operator"),
+    Invalid("pod-template-env-value-and-value-from",
+            pod({"env": [{"name": "KEY", "value": "x", "valueFrom": {"secretKeyRef": SECRET_KEY}}]}),
+            "spec.podTemplate.spec.env[0].valueFrom", "must name exactly one source"),
+    Invalid("pod-template-env-from-neither", pod({"envFrom": [{"prefix": "S3_"}]}),
+            "spec.podTemplate.spec.envFrom[0].secretRef", "exactly one must be set"),
+    Invalid("pod-template-volume-named-like-the-operators",
+            pod({"volumes": [{"name": "model-pvc", "emptyDir": {}}]}),
+            "spec.podTemplate.spec.volumes[0].name", "model-pvc is the name of a volume of the operator"),
+    Invalid("pod-template-volume-host-path",
+            pod({"volumes": [{"name": "host", "hostPath": {"path": "/etc"}}]}),
+            "spec.podTemplate.spec.volumes[0]", "hostPath and the like are not"),
+    Invalid("pod-template-mount-at-the-pvc-root",
+            pod(DATA_VOLUME | {"volumeMounts": [mount("/var/lib/vigil/pvc")]}),
+            "spec.podTemplate.spec.volumeMounts[0].mountPath", "overlaps a mount of the operator"),
+    Invalid("pod-template-mount-over-tmp-parent", pod(DATA_VOLUME | {"volumeMounts": [mount("/var/run")]}),
+            "spec.podTemplate.spec.volumeMounts[0].mountPath", "nor above"),
+    Invalid("pod-template-mount-the-feedback-token",
+            pod({"volumeMounts": [{"name": "feedback-token", "mountPath": "/token"}]}),
+            "spec.podTemplate.spec.volumeMounts[0].name", "is a volume of the operator"),
+    Invalid("pod-template-mount-of-an-undeclared-volume", pod({"volumeMounts": [mount("/models")]}),
+            "spec.podTemplate.spec.volumeMounts", "must name volumes declared in podTemplate.spec.volumes"),
+    Invalid("pod-template-init-privileged", init({"privileged": True}),
+            f"{INIT}.securityContext.privileged", "restricted Pod Security"),
+    Invalid("pod-template-init-root", init({"runAsUser": 0}),
+            f"{INIT}.securityContext.runAsUser", "must not be 0 (root)"),
+    Invalid("pod-template-init-capability", init({"capabilities": {"add": ["SYS_ADMIN"]}}),
+            f"{INIT}.securityContext.capabilities.add", "NET_BIND_SERVICE only"),
+    Invalid("pod-template-init-unconfined", init({"seccompProfile": {"type": "Unconfined"}}),
+            f"{INIT}.securityContext.seccompProfile.type", "Unsupported value"),
+    Invalid("pod-template-init-named-model-server",
+            pod({"initContainers": [{"name": "model-server", "image": "busybox"}]}),
+            f"{INIT}.name", "must not be model-server"),
+    Invalid("pod-template-selector-label",
+            {"spec.podTemplate": {"metadata": {"labels": {"vigil.dev/model": "other"}}}},
+            "spec.podTemplate.metadata.labels", "must not set the labels of the operator"),
+    Invalid("pod-template-label-key-space",
+            {"spec.podTemplate": {"metadata": {"labels": {"team name": "fraud"}}}},
+            "spec.podTemplate.metadata.labels", "keys must be label keys"),
+    Invalid("pod-template-release-annotation",
+            {"spec.podTemplate": {"metadata": {"annotations": {"vigil.dev/release": "x"}}}},
+            "spec.podTemplate.metadata.annotations", "must not set the annotations of the operator"),
+    Invalid("pod-template-toleration-exists-with-value",
+            pod({"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]}),
+            "spec.podTemplate.spec.tolerations[0].value", "must be empty with operator Exists"),
+    Invalid("pod-template-resources-twice",
+            {"spec.resources": {"limits": {"cpu": "1"}}, **pod({"resources": {"limits": {"cpu": "1"}}})},
+            "spec.podTemplate.spec.resources", "must not both be set"),
+    Invalid("pod-template-sidecar", pod({"containers": [{"name": "proxy", "image": "envoy"}]}),
+            "spec.podTemplate.spec.containers", "unknown field"),
 ]
 # fmt: on
+
+
+# Every podTemplate field, as docs/reference.md's examples use them.
+POD_TEMPLATE: dict[str, Any] = {
+    "metadata": {"labels": {"team": "fraud"}, "annotations": {"example.com/owner": "ml"}},
+    "spec": {
+        "env": [
+            {"name": "AWS_REGION", "value": "eu-west-1"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "s3", "key": "token", "optional": True}},
+            },
+        ],
+        "envFrom": [
+            {"secretRef": {"name": "minio-reader"}},
+            {"configMapRef": {"name": "s3"}, "prefix": "S3_"},
+        ],
+        "volumes": [
+            {"name": "models", "emptyDir": {"sizeLimit": "2Gi"}},
+            {"name": "claim", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+            {
+                "name": "token",
+                "projected": {"sources": [{"serviceAccountToken": {"audience": "s3", "path": "t"}}]},
+            },
+        ],
+        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+        "resources": {"requests": {"cpu": "2"}, "limits": {"memory": "8Gi", "nvidia.com/gpu": 1}},
+        "initContainers": [
+            {
+                "name": "fetch",
+                "image": "registry.example.com/tools/fetch:1.0",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["fetch"],
+                "args": ["https://models.example.com/iris.joblib", "/models/model.joblib"],
+                "workingDir": "/models",
+                "env": [{"name": "MODEL_URI", "value": "allowed in an init container"}],
+                "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+                "resources": {"limits": {"memory": "256Mi"}},
+                "securityContext": {
+                    "runAsUser": 65532,
+                    "runAsGroup": 65532,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+            }
+        ],
+        "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        "tolerations": [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {
+                "key": "spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoExecute",
+                "tolerationSeconds": 60,
+            },
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]}
+                    ]
+                }
+            },
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"vigil.dev/model": "iris"}},
+                        },
+                    }
+                ]
+            },
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+            }
+        ],
+        "serviceAccountName": "iris-model-reader",
+        "automountServiceAccountToken": False,
+        "imagePullSecrets": [{"name": "registry-credentials"}],
+        "priorityClassName": "model-serving",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -258,6 +421,7 @@ VALID = [
         },
     ),
     Valid("image", {"spec.image": "registry.example.com/vigil-model-server:0.1.0@sha256:" + "b" * 64}),
+    Valid("pod-template-every-field", {"spec.podTemplate": POD_TEMPLATE}),
     Valid(
         "canary-two-steps",
         {"spec.strategy": {"type": "Canary", "canary": {"steps": [{"percent": 10}, {"percent": 50}]}}},

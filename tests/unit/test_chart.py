@@ -370,6 +370,14 @@ def test_prometheus_limits_are_passed_to_the_operator(helm_env: dict[str, str]) 
     assert args.prometheus_credentials_over_http is True
 
 
+def test_batched_analysis_settings_are_passed_to_the_operator(helm_env: dict[str, str]) -> None:
+    defaults = parse_args(container(render(helm_env))["args"])
+    assert (defaults.batch_window_seconds, defaults.prometheus_concurrency) == (1.0, 16)
+    objects = render(helm_env, "prometheus.batchWindowSeconds=0", "prometheus.concurrency=4")
+    args = parse_args(container(objects)["args"])
+    assert (args.batch_window_seconds, args.prometheus_concurrency) == (0.0, 4)
+
+
 def test_model_server_default_resources_are_passed_to_the_operator(helm_env: dict[str, str]) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     args = parse_args(container(render(helm_env))["args"])

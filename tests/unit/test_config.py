@@ -76,3 +76,20 @@ def test_model_servers_get_default_resources_unless_told_otherwise() -> None:
     for bad in ("[]", '{"cpu": "1"}', "not json"):
         with pytest.raises(SystemExit):
             parse_args([f"--model-server-resources={bad}"])
+
+
+def test_batched_analysis_settings_have_defaults_and_come_from_the_environment() -> None:
+    defaults = Config.from_env({})
+    assert (defaults.batch_window, defaults.prometheus_concurrency) == (1.0, 16)
+    config = Config.from_env({"VIGIL_BATCH_WINDOW_SECONDS": "0", "VIGIL_PROMETHEUS_CONCURRENCY": "4"})
+    assert (config.batch_window, config.prometheus_concurrency) == (0.0, 4)
+    for bad in ({"VIGIL_BATCH_WINDOW_SECONDS": "-1"}, {"VIGIL_PROMETHEUS_CONCURRENCY": "0"}):
+        with pytest.raises(ValueError, match="must be"):
+            Config.from_env(bad)
+
+
+def test_batched_analysis_settings_from_the_command_line() -> None:
+    args = parse_args(["--batch-window-seconds=0.5", "--prometheus-concurrency=8"])
+    assert (args.batch_window_seconds, args.prometheus_concurrency) == (0.5, 8)
+    with pytest.raises(SystemExit):
+        parse_args(["--batch-window-seconds=nan"])

@@ -673,6 +673,35 @@ def test_a_refused_apply_is_recorded_once_and_cleared_when_an_apply_succeeds() -
     assert next(c for c in conditions_of(accepted, ANALYSIS, V1) if c.type == "Degraded").status is False
 
 
+def test_the_refused_deployments_are_remembered_until_an_apply_succeeds() -> None:
+    facts = Facts(current=V1, stable=V1, serving_since=T0)
+    refused, events = record_apply(facts, "spec.template.spec.affinity: Invalid value", ("0123abcd",))
+    assert (refused.apply_error, refused.refused_specs) == (
+        "spec.template.spec.affinity: Invalid value",
+        ("0123abcd",),
+    )
+    assert [e.reason for e in events] == [Reason.APPLY_FAILED]
+    # The same message for another Deployment (the spec changed, still refused): no new event.
+    again, events = record_apply(refused, refused.apply_error, ("4567cdef",))
+    assert (again.refused_specs, events) == (("4567cdef",), ())
+    accepted, _ = record_apply(again, None, ("ignored",))
+    assert (accepted.apply_error, accepted.refused_specs) == (None, ())
+
+
+def test_a_retry_sends_a_refused_deployment_again_when_nothing_else_failed() -> None:
+    refused = Facts(
+        current=V1, stable=V1, serving_since=T0, apply_error="denied", refused_specs=("0123abcd",)
+    )
+    inputs = Inputs(desired=V1, analysis=ANALYSIS, facts=refused, observed=None, now=T0, action=Action.RETRY)
+    decision = decide(inputs)
+    assert decision.facts.refused_specs == ()
+    assert decision.facts.retries == refused.retries  # the release id, and so the pods, stay
+    assert [e.reason for e in decision.events] == [Reason.RETRY_REQUESTED]
+    nothing = replace(refused, refused_specs=(), apply_error=None)
+    ignored = decide(replace(inputs, facts=nothing))
+    assert [e.reason for e in ignored.events] == [Reason.ACTION_IGNORED]
+
+
 # --- Degraded recovers ----------------------------------------------------------------------------
 
 

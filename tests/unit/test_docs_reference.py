@@ -39,6 +39,11 @@ def _crd_schema() -> dict[str, Any]:
     return version
 
 
+# spec.podTemplate's fields are Kubernetes' own (env, volumes, tolerations, ...): each has a row,
+# and below it the Kubernetes API reference, which the row links, documents their insides.
+KUBERNETES_FIELD = re.compile(r"^spec\.podTemplate\.(metadata|spec)\.[A-Za-z]+$")
+
+
 def _fields(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every named property below `schema` with its path; array items as `path[]`.
 
@@ -47,6 +52,8 @@ def _fields(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, 
     for name, prop in schema.get("properties", {}).items():
         child = f"{path}.{name}"
         yield child, prop
+        if KUBERNETES_FIELD.match(child):
+            continue
         if prop.get("type") == "array" and "items" in prop:
             yield from _fields(prop["items"], f"{child}[]")
         else:

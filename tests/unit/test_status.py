@@ -114,6 +114,10 @@ all_facts = st.builds(
         ),
         max_size=4,
     ).map(tuple),
+    apply_error=st.none() | st.just('Deployment.apps "iris" is invalid'),
+    refused_specs=st.lists(
+        st.sampled_from(["0123456789abcdef", "fedcba9876543210"]), max_size=2, unique=True
+    ).map(tuple),
 )
 
 

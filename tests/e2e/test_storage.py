@@ -1,10 +1,10 @@
 """End to end with models in a real S3-compatible server (SeaweedFS): a rollout from s3:// that
 is promoted, then one that is rolled back on accuracy, the servers reading the bucket with the
-standard AWS_* environment.
+standard AWS_* environment, as a user sets it up: the keys in a Secret, given to the pods through
+spec.podTemplate (envFrom), the endpoint and region as plain env.
 
-On kwok's nodes the stand-in kubelet runs the model servers; it gives them the S3 server's AWS_*
-variables as a node environment (`LocalKubelet.server_env`), and passes on any literal env of the
-pod's container, which is where spec.podTemplate.spec.env puts them in a real cluster.
+On kwok's nodes the stand-in kubelet runs the model servers and resolves the pod's env as a
+kubelet would (literal values, then Secrets through envFrom and valueFrom).
 """
 
 from __future__ import annotations
@@ -37,21 +37,37 @@ def s3(tmp_path: Path, models: dict[str, TrainedModel]) -> Iterator[S3Server]:
     processes.close()
 
 
-def from_s3(stack: Stack, version: str, model: TrainedModel) -> dict:
+def from_s3(stack: Stack, s3: S3Server, version: str, model: TrainedModel) -> dict:
     manifest = model_deployment("iris", stack.namespace, version, model, prometheus_url=stack.prometheus.url)
     manifest["spec"]["model"]["uri"] = f"s3://{BUCKET}/iris/{version}/model.joblib"
+    manifest["spec"]["podTemplate"] = {
+        "spec": {
+            "env": [
+                {"name": "AWS_ENDPOINT_URL", "value": s3.endpoint},
+                {"name": "AWS_REGION", "value": "us-east-1"},
+            ],
+            "envFrom": [{"secretRef": {"name": "s3-reader"}}],
+        }
+    }
     return manifest
 
 
 def test_a_rollout_from_s3_is_promoted_and_a_bad_one_rolled_back(
     stack: Stack, s3: S3Server, models: dict[str, TrainedModel]
 ) -> None:
-    stack.kubelet.server_env = s3.env
+    stack.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3-reader", "namespace": stack.namespace},
+            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+        }
+    )
     stack.start_operator()
-    stack.apply(from_s3(stack, "v1", models["good"]))
+    stack.apply(from_s3(stack, s3, "v1", models["good"]))
     stack.wait_status("iris", promoted("v1"), what="v1 from s3:// promoted")
 
-    stack.apply(from_s3(stack, "v2", models["bad"]))
+    stack.apply(from_s3(stack, s3, "v2", models["bad"]))
     status = stack.wait_status("iris", lambda s: s.get("phase") == "RolledBack", what="v2 rolled back")
 
     assert status["currentVersion"] == "v1"

@@ -36,6 +36,10 @@ venv: $(VENV)/.installed ## Create .venv with pinned versions of everything (inc
 cluster-tools: ## Build (or reuse from ~/.cache/vigil) the control-plane binaries and kstatus into bin/
 	@hack/cluster-tools.sh
 
+.PHONY: seaweedfs
+seaweedfs: ## Build (or reuse from ~/.cache/vigil) SeaweedFS's weed, the S3-compatible server of the storage tests, into bin/
+	@hack/seaweedfs.sh
+
 .PHONY: flux-tools
 flux-tools: ## Build (or reuse from ~/.cache/vigil) Flux's source-, kustomize- and helm-controller and CRDs into bin/
 	@hack/flux-tools.sh
@@ -53,6 +57,7 @@ deps: venv prometheus actionlint
 	@if ! hack/cluster-tools.sh --check >/dev/null 2>&1; then hack/cluster-tools.sh; fi
 	@hack/flux-tools.sh --check || hack/flux-tools.sh
 	@hack/sbom-tools.sh --check || hack/sbom-tools.sh
+	@hack/seaweedfs.sh --check || hack/seaweedfs.sh
 
 # The real-node tier's tools and images (root): built once, then reused from ~/.cache/vigil and .work/.
 .PHONY: node-deps
@@ -146,6 +151,11 @@ bench-decisions: venv ## Rollback rule vs the naive per-window rule (Flagger/Arg
 bench-server: venv ## Our model server vs MLServer 1.7 under wrk (127.0.0.1, bounded), with ratios; p99 with mirroring on vs off (fails above 1.10)
 	@hack/install-debian-tools.sh wrk
 	@$(PY) bench/server.py
+
+.PHONY: bench-storage
+bench-storage: venv ## Time a model load from file://, pvc://, http:// and s3:// (SeaweedFS), in process and as a cold start (reports only)
+	@hack/seaweedfs.sh --check || hack/seaweedfs.sh
+	@$(PY) bench/storage.py
 
 .PHONY: clean
 clean: ## Remove bin/ links, .work/ and caches (keeps .venv and ~/.cache/vigil)

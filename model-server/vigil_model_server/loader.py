@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -22,6 +23,14 @@ from typing import Any
 
 import httpx
 
+from vigil_model_server.object_store import (
+    ObjectLocation,
+    ObjectStoreError,
+    ObjectStoreUnavailable,
+    parse_object_uri,
+    read_object,
+    too_large,
+)
 from vigil_model_server.redaction import redact_text, redact_uri
 
 JOBLIB_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -29,12 +38,15 @@ SKOPS_SUFFIXES = (".skops",)
 # Names looked for when the URI is a directory (the KServe and MLServer convention).
 DIRECTORY_CANDIDATES = ("model.joblib", "model.pkl", "model.pickle", "model.skops")
 MAX_REDIRECTS = 10
+FILE_CHUNK_BYTES = 1024 * 1024
 # Waits between download attempts: 0.5 s, 1 s, 2 s, ... up to 30 s, each with jitter, so the
 # replicas of a Deployment do not all knock on a store that is coming back at the same moment.
 FIRST_RETRY_DELAY_SECONDS = 0.5
 LONGEST_RETRY_DELAY_SECONDS = 30.0
 # Answers that may be different a moment later; any other status is final.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Where the operator mounts the claim of a pvc://CLAIM/PATH model (read-only), one folder per claim.
+DEFAULT_PVC_ROOT = "/var/lib/vigil/pvc"
 
 
 class LoadError(Exception):
@@ -55,6 +67,7 @@ class LoadOptions:
     max_bytes: int = 2 * 1024**3
     download_timeout_seconds: float = 300.0
     download_retry_seconds: float = 300.0
+    pvc_root: str = DEFAULT_PVC_ROOT
 
 
 DEFAULT_OPTIONS = LoadOptions()
@@ -76,7 +89,7 @@ def load_model(
     on_retry: Callable[[str], None] = lambda _: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadedModel:
-    """Load the model at `uri` (file://, a path, a directory or http(s)://).
+    """Load the model at `uri` (file://, a path, a directory, http(s)://, s3://, gs:// or pvc://).
 
     The checksum is compared before anything is deserialised. A download that fails for a reason
     that may pass is retried with backoff for `options.download_retry_seconds`; `on_retry` gets
@@ -88,16 +101,27 @@ def load_model(
     if scheme in ("http", "https"):
         model_format = _format_of(shown, parts.path)
         _check_pinned(shown, model_format, options)
-        content = _download_with_retries(uri, shown, options, on_retry, sleep)
-    elif scheme in ("", "file"):
-        path = _local_path(uri, shown)
+        content = _with_retries(lambda: _download(uri, shown, options), options, on_retry, sleep)
+    elif scheme in ("s3", "gs"):
+        try:
+            location = parse_object_uri(uri)
+        except ValueError as error:
+            raise LoadError(f"{shown}: {error}") from None
+        model_format = _format_of(shown, location.key)
+        _check_pinned(shown, model_format, options)
+        content = _with_retries(lambda: _read_object(location, options), options, on_retry, sleep)
+    elif scheme in ("", "file", "pvc"):
+        if scheme == "pvc":
+            path = _pvc_file(uri, shown, options.pvc_root)
+        else:
+            path = _model_file(_local_path(uri, shown), shown)
         model_format = _format_of(shown, path.name)
         _check_pinned(shown, model_format, options)
-        content = _read_file(shown, path, options.max_bytes)
+        content = _read_file(shown, path, options)
     else:
         raise LoadError(
-            f"{shown}: unsupported URI scheme {scheme + '://'!r}; use file://, a path, http:// or https:// "
-            "(copy objects from S3 or GCS with an init container)"
+            f"{shown}: unsupported URI scheme {scheme + '://'!r}; use file://, a path, http://, https://, "
+            "s3://, gs:// or pvc://"
         )
     digest = _sha256_hex(content)
     if options.sha256 is not None and digest != options.sha256:
@@ -129,9 +153,45 @@ def _local_path(uri: str, shown: str) -> Path:
             raise LoadError(
                 f"{shown}: file:// URIs must name a local file (file:///path), not host {parts.netloc!r}"
             )
-        path = Path(urllib.parse.unquote(parts.path))
-    else:
-        path = Path(uri)
+        return Path(urllib.parse.unquote(parts.path))
+    return Path(uri)
+
+
+def _pvc_file(uri: str, shown: str, pvc_root: str) -> Path:
+    """pvc://CLAIM/PATH as the model file under `pvc_root`/CLAIM, where the operator mounts the
+    claim; a path that leads out of the claim's folder (`..`, a symlink) is refused."""
+    parts = urllib.parse.urlsplit(uri)
+    claim, inside = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", claim) or not inside:
+        raise LoadError(
+            f"{shown}: pvc:// URIs name a claim and a path in it: pvc://CLAIM/PATH "
+            "(CLAIM a PersistentVolumeClaim's name)"
+        )
+    if parts.query or parts.fragment:
+        raise LoadError(f"{shown}: pvc:// URIs take no query string or fragment")
+    claim_dir = Path(pvc_root) / claim
+    if not claim_dir.is_dir():
+        raise LoadError(
+            f"{shown}: the claim is not mounted at {claim_dir} (the operator mounts pvc:// claims there; "
+            "MODEL_PVC_ROOT moves it)"
+        )
+    path = _inside_claim(shown, claim_dir, claim_dir / inside)
+    return _inside_claim(shown, claim_dir, _model_file(path, shown))
+
+
+def _inside_claim(shown: str, claim_dir: Path, path: Path) -> Path:
+    try:
+        resolved = path.resolve()
+        within = resolved.is_relative_to(claim_dir.resolve())
+    except (OSError, RuntimeError) as error:
+        raise LoadError(f"{shown}: cannot resolve the path in the claim: {error}") from None
+    if not within:
+        raise LoadError(f"{shown}: the path leads out of the claim's folder {claim_dir}; refusing to read it")
+    return resolved
+
+
+def _model_file(path: Path, shown: str) -> Path:
+    """`path` itself, or the one model file in it when it is a directory."""
     if path.is_dir():
         found = [path / name for name in DIRECTORY_CANDIDATES if (path / name).is_file()]
         if len(found) != 1:
@@ -145,35 +205,51 @@ def _local_path(uri: str, shown: str) -> Path:
     return path
 
 
-def _read_file(shown: str, path: Path, max_bytes: int) -> bytes:
-    """The whole file, read once through one open file; refused past `max_bytes`."""
+def _read_file(shown: str, path: Path, options: LoadOptions) -> bytes:
+    """The whole file, read once through one open file, in chunks: refused past `max_bytes`, given
+    up at the download deadline (a claim on a network filesystem can be as slow as any store)."""
+    deadline = time.monotonic() + options.download_timeout_seconds
+    content = bytearray()
     try:
         with path.open("rb") as file:
-            content = file.read(max_bytes + 1)
+            while chunk := file.read(min(FILE_CHUNK_BYTES, options.max_bytes + 1 - len(content))):
+                content += chunk
+                if len(content) > options.max_bytes:
+                    raise LoadError(f"{shown}: {too_large(options.max_bytes)}")
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"{shown}: reading did not finish within {options.download_timeout_seconds:g} s "
+                        "(MODEL_DOWNLOAD_TIMEOUT_SECONDS)"
+                    )
     except OSError as error:
         raise LoadError(f"{shown}: cannot read {path}: {error.strerror}") from error
-    if len(content) > max_bytes:
-        raise LoadError(f"{shown}: {_too_large(max_bytes)}")
-    return content
+    return bytes(content)
 
 
-def _too_large(max_bytes: int) -> str:
-    return f"the model file is larger than {max_bytes} bytes (MODEL_MAX_BYTES); refusing to load"
+def _read_object(location: ObjectLocation, options: LoadOptions) -> bytes:
+    try:
+        return read_object(
+            location, max_bytes=options.max_bytes, timeout_seconds=options.download_timeout_seconds
+        )
+    except ObjectStoreUnavailable as error:
+        raise StoreUnavailable(str(error)) from None
+    except ObjectStoreError as error:
+        raise LoadError(str(error)) from None
 
 
-def _download_with_retries(
-    url: str,
-    shown: str,
+def _with_retries(
+    fetch: Callable[[], bytes],
     options: LoadOptions,
     on_retry: Callable[[str], None],
     sleep: Callable[[float], None],
 ) -> bytes:
+    """`fetch()`, again with backoff while it raises StoreUnavailable, for `download_retry_seconds`."""
     started = time.monotonic()
     give_up_at = started + options.download_retry_seconds
     attempt = 1
     while True:
         try:
-            return _download(url, shown, options)
+            return fetch()
         except StoreUnavailable as error:
             ceiling = min(LONGEST_RETRY_DELAY_SECONDS, FIRST_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
             delay = random.uniform(ceiling / 2, ceiling)
@@ -279,12 +355,12 @@ def _read_body(
 ) -> bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise LoadError(f"{shown}: {_too_large(max_bytes)}")
+        raise LoadError(f"{shown}: {too_large(max_bytes)}")
     content = bytearray()
     for chunk in response.iter_raw():
         content += chunk
         if len(content) > max_bytes:
-            raise LoadError(f"{shown}: {_too_large(max_bytes)}")
+            raise LoadError(f"{shown}: {too_large(max_bytes)}")
         if time.monotonic() > deadline:
             raise too_slow
     return bytes(content)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vigil_model_server.loader import DEFAULT_PVC_ROOT
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -22,6 +24,7 @@ class Settings:
     max_model_bytes: int = 2 * 1024**3
     download_timeout_seconds: float = 300.0
     download_retry_seconds: float = 300.0
+    pvc_root: str = DEFAULT_PVC_ROOT
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
@@ -130,7 +133,13 @@ def _non_empty(text: str) -> str:
 
 # (flag, environment variable, field, parser, help); the flag wins over the variable.
 _OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
-    ("--model-uri", "MODEL_URI", "model_uri", _non_empty, "file:// URI, path or http(s):// URL of the model"),
+    (
+        "--model-uri",
+        "MODEL_URI",
+        "model_uri",
+        _non_empty,
+        "the model: file:// URI or path, http(s)://, s3://bucket/key, gs://bucket/object or pvc://claim/path",
+    ),
     ("--model-name", "MODEL_NAME", "model_name", _non_empty, "name the model is served and labelled as"),
     ("--model-version", "MODEL_VERSION", "model_version", _non_empty, "version label of the model"),
     ("--sha256", "MODEL_SHA256", "sha256", _sha256, "refuse to load a model file with another sha256"),
@@ -161,6 +170,13 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], Any], str]] = [
         "download_retry_seconds",
         _non_negative_float,
         "how long to retry an unavailable model store before exiting with status 3 (default 300)",
+    ),
+    (
+        "--model-pvc-root",
+        "MODEL_PVC_ROOT",
+        "pvc_root",
+        _non_empty,
+        f"where pvc://CLAIM/PATH finds its claim mounted, as ROOT/CLAIM (default {DEFAULT_PVC_ROOT})",
     ),
     ("--host", "HOST", "host", _non_empty, "address to listen on (default 0.0.0.0)"),
     ("--port", "PORT", "port", _port, "port to listen on (default 8080)"),

@@ -39,6 +39,7 @@ def load_options(settings: Settings) -> LoadOptions:
         max_bytes=settings.max_model_bytes,
         download_timeout_seconds=settings.download_timeout_seconds,
         download_retry_seconds=settings.download_retry_seconds,
+        pvc_root=settings.pvc_root,
     )
 
 

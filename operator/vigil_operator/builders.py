@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -96,9 +97,27 @@ TERMINATION_GRACE_SECONDS = 45
 # Where the feedback token Secret is mounted (read-only; group-readable through fsGroup).
 FEEDBACK_VOLUME = c.FEEDBACK_VOLUME
 FEEDBACK_TOKEN_MODE = 0o440
+# Where a pvc://CLAIM/PATH model's claim is mounted (read-only): the model server reads
+# MODEL_PVC_ROOT/CLAIM/PATH, and MODEL_PVC_ROOT defaults to this folder.
+MODEL_PVC_VOLUME = "model-pvc"
+MODEL_PVC_ROOT = "/var/lib/vigil/pvc"
 # The group that may read the mounted token: the model server image's user (65532). fsGroup makes
 # it a supplementary group of every container process, so a custom image's UID can read it too.
 POD_FS_GROUP = 65532
+
+
+def model_pvc_mount(uri: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volume and the volume mount a pvc://CLAIM/PATH model needs, as ([volume], [mount]):
+    CLAIM read-only at MODEL_PVC_ROOT/CLAIM; ([], []) for any other URI."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme.lower() != "pvc" or not parts.netloc:
+        return [], []
+    volume = {
+        "name": MODEL_PVC_VOLUME,
+        "persistentVolumeClaim": {"claimName": parts.netloc, "readOnly": True},
+    }
+    mount = {"name": MODEL_PVC_VOLUME, "mountPath": f"{MODEL_PVC_ROOT}/{parts.netloc}", "readOnly": True}
+    return [volume], [mount]
 
 
 def deployment_for(
@@ -207,6 +226,7 @@ def _deployment(
     if spec.allow_unpinned_pickle:
         env.append({"name": "MODEL_ALLOW_UNPINNED_PICKLE", "value": "true"})
     env.extend(extra_env)
+    pvc_volumes, pvc_mounts = model_pvc_mount(release.uri)
     container: dict[str, Any] = {
         "name": "model-server",
         "image": release.image,
@@ -238,6 +258,7 @@ def _deployment(
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": FEEDBACK_VOLUME, "mountPath": c.FEEDBACK_TOKEN_DIR, "readOnly": True},
+            *pvc_mounts,
         ],
     }
     custom = spec.pod_template
@@ -275,6 +296,7 @@ def _deployment(
                         "defaultMode": FEEDBACK_TOKEN_MODE,
                     },
                 },
+                *pvc_volumes,
             ],
         },
     }

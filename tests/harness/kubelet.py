@@ -2,7 +2,8 @@
 
 kwok leaves pods annotated `kwok.x-k8s.io/status: custom` alone. For those pods this
 thread does what a kubelet would: it runs the model server the pod's env describes (one
-local process per release, shared by that release's pods), mirrors the server's own
+local process per release, shared by that release's pods; the container's other env, literal or
+from Secrets through `valueFrom` and `envFrom`, reaches the process), mirrors the server's own
 `/v2/health/ready` into the pod's Ready condition, and removes pods once deleted. It also
 keeps Prometheus scraping exactly the running servers, with the `namespace` target label
 that Kubernetes pod discovery would set.
@@ -45,6 +46,11 @@ class ServerKey:
     feedback_token: bool = False  # the pod mounts its ModelDeployment's feedback Secret
     mirror_url: str = ""  # MIRROR_URL as the cluster sees it (a Service's ClusterIP URL)
     stable_version: str = ""  # STABLE_VERSION: a shadow candidate paired with this stable version
+    # The container's other env (AWS_*, MODEL_PVC_ROOT, ...), passed on as a kubelet would: literal
+    # values, `valueFrom.secretKeyRef`s as (name, secret, key), `envFrom` Secrets as (secret, prefix).
+    other_env: tuple[tuple[str, str], ...] = ()
+    secret_env: tuple[tuple[str, str, str], ...] = ()
+    env_from_secrets: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -64,6 +70,22 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+# Env the stand-in kubelet turns into flags or translates itself; the rest reaches the server as is.
+_TRANSLATED_ENV = frozenset(
+    {
+        "MODEL_URI",
+        "MODEL_NAME",
+        "MODEL_VERSION",
+        "MODEL_SHA256",
+        "MODEL_FEEDBACK_TOKEN_FILE",
+        "MIRROR_URL",
+        "STABLE_VERSION",
+        "PORT",
+        "HOST",
+    }
+)
+
+
 def _server_key(pod: dict[str, Any]) -> ServerKey | None:
     containers = pod.get("spec", {}).get("containers") or []
     env = (
@@ -73,6 +95,7 @@ def _server_key(pod: dict[str, Any]) -> ServerKey | None:
     )
     if not env.get("MODEL_URI"):
         return None
+    items = containers[0].get("env") or []
     return ServerKey(
         env["MODEL_URI"],
         env.get("MODEL_NAME", ""),
@@ -81,6 +104,26 @@ def _server_key(pod: dict[str, Any]) -> ServerKey | None:
         feedback_token=bool(env.get("MODEL_FEEDBACK_TOKEN_FILE")),
         mirror_url=env.get("MIRROR_URL", ""),
         stable_version=env.get("STABLE_VERSION", ""),
+        other_env=tuple(
+            sorted(
+                (item["name"], item["value"])
+                for item in items
+                if "value" in item and item["name"] not in _TRANSLATED_ENV
+            )
+        ),
+        secret_env=tuple(
+            sorted(
+                (item["name"], ref["name"], ref["key"])
+                for item in items
+                if (ref := (item.get("valueFrom") or {}).get("secretKeyRef"))
+                and item["name"] not in _TRANSLATED_ENV
+            )
+        ),
+        env_from_secrets=tuple(
+            (source["secretRef"]["name"], source.get("prefix", ""))
+            for source in (containers[0].get("envFrom") or [])
+            if source.get("secretRef")
+        ),
     )
 
 
@@ -207,7 +250,9 @@ class LocalKubelet:
     ) -> RunningServer | None:
         if key in self.servers and self.servers[key].process.alive():
             return self.servers[key]
-        env = {"STABLE_VERSION": key.stable_version} if key.stable_version else {}
+        env = {**self._secret_env(key), **dict(key.other_env)}
+        if key.stable_version:
+            env["STABLE_VERSION"] = key.stable_version
         if key.mirror_url:
             local = self._proxied(key.mirror_url, pods, services)
             if local is None:
@@ -237,6 +282,22 @@ class LocalKubelet:
                 ]
             )
         return self.servers[key]
+
+    def _secret_env(self, key: ServerKey) -> dict[str, str]:
+        """What the kubelet resolves from Secrets: `envFrom` first, then `env`'s secretKeyRefs
+        (env wins, as in Kubernetes); a missing Secret is a KeyError or 404, the pod waits."""
+        env: dict[str, str] = {}
+        for secret, prefix in key.env_from_secrets:
+            for name, value in self._secret(secret).items():
+                if name not in _TRANSLATED_ENV:
+                    env[prefix + name] = value
+        for name, secret, item in key.secret_env:
+            env[name] = self._secret(secret)[item]
+        return env
+
+    def _secret(self, name: str) -> dict[str, str]:
+        secret = self.api.get(f"/api/v1/namespaces/{self.namespace}/secrets/{name}")
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     def _feedback_token(self, key: ServerKey) -> str:
         """The token in the ModelDeployment's `<name>-feedback` Secret (a 404 until the operator

@@ -8,6 +8,7 @@ it through `SSL_CERT_FILE=store.certificate` (httpx honours that variable).
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import shutil
 import ssl
@@ -90,6 +91,9 @@ def _handler_for(store: ModelStore) -> type[http.server.BaseHTTPRequestHandler]:
         def _send_file(self, path: str, content: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
+            # What object stores send and their clients require (obstore's GCS reader does).
+            self.send_header("Last-Modified", "Mon, 30 Nov 2026 12:00:00 GMT")
+            self.send_header("ETag", f'"{hashlib.md5(content).hexdigest()}"')
             if path not in store.undeclared_length:
                 self.send_header("Content-Length", str(len(content)))
             self.end_headers()

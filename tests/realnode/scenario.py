@@ -14,6 +14,8 @@ tests, ordered last, assert what it saw. Steps, each recorded in `facts`:
    of that Prometheus by its Service's DNS name, which scrapes the servers through the chart's
    PodMonitor alone; then a known batch of labels, counted by the servers and by the checks;
 5. `kubectl logs` and `kubectl exec` into the containers;
+5b. a second ModelDeployment whose models live on a PersistentVolumeClaim (a hostPath
+   PersistentVolume on the node), `pvc://` URIs: v1 promoted, v2 (worse) rolled back;
 6. teardown, then what is left of the node on the machine (nothing, or the test fails);
 7. `make demo`'s script on the real path, start to teardown.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +120,9 @@ class RealNodeRun:
             self._record("rollout and rollback (s)", round(time.monotonic() - rollout, 1))
             self._monitoring(stack)
             self._logs_and_exec(stack)
+            claim = time.monotonic()
+            self._from_a_claim(stack, models)
+            self._record("pvc rollout and rollback (s)", round(time.monotonic() - claim, 1))
         except BaseException:  # noqa: BLE001 - recorded; the tests report it
             self.error = traceback.format_exc()
         finally:
@@ -315,6 +321,94 @@ class RealNodeRun:
             "print(open('/etc/resolv.conf').read())",
         )
         self._record("pod resolv.conf", resolv)
+
+    def _from_a_claim(self, stack: RealStack, models: dict[str, TrainedModel]) -> None:
+        """pvc://: the models in a folder of the node, a hostPath PersistentVolume bound to the claim
+        `models`; the operator mounts the claim read-only and the servers read their version's file."""
+        folder = self.workdir / "claim"
+        for version, model in (("v1", "good"), ("v2", "bad")):
+            (folder / "iris" / version).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(models[model].path, folder / "iris" / version / "model.joblib")
+        for path in [folder, *folder.rglob("*")]:  # readable by the image's non-root user
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        stack.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": "vigil-models"},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "local-models",
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": {"path": str(folder), "type": "Directory"},
+                },
+            }
+        )
+        stack.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "models", "namespace": MODELS_NAMESPACE},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "local-models",
+                    "volumeName": "vigil-models",
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+        wait_for(
+            lambda: stack.get("pvc", "models")["status"].get("phase") == "Bound",
+            timeout=60,
+            what="the claim bound",
+        )
+        name, selector = f"{MODEL}-claim", f"app.kubernetes.io/instance={MODEL}-claim"
+
+        def on_claim(version: str, model: str) -> dict[str, Any]:
+            manifest = _model_deployment(stack, version, model, models)
+            manifest["metadata"]["name"] = name
+            manifest["spec"]["model"]["uri"] = f"pvc://models/iris/{version}/model.joblib"
+            manifest["spec"]["replicas"] = 1
+            return manifest
+
+        def rolled_out(version: str) -> bool:
+            pods = stack.pods(selector)
+            return bool(pods) and all(
+                p["metadata"]["labels"].get("vigil.dev/version") == version
+                and not p["metadata"].get("deletionTimestamp")
+                and _ready(p)
+                for p in pods
+            )
+
+        stack.apply(on_claim("v1", "good"))
+        wait_for(lambda: rolled_out("v1"), timeout=180, interval=1, what="v1 from the claim Ready")
+        pod = stack.pods(selector)[0]
+        self._record(
+            "pvc pod volumes",
+            {
+                "volumes": [v for v in pod["spec"]["volumes"] if v["name"] == "model-pvc"],
+                "mounts": [
+                    m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "model-pvc"
+                ],
+            },
+        )
+        self._record(
+            "pvc model-server log", stack.kubectl("logs", "-n", MODELS_NAMESPACE, pod["metadata"]["name"])
+        )
+        traffic = ServiceTraffic(stack.service_url(name), name, stack.feedback_token(name)).start()
+        try:
+            stack.wait_status(name, _promoted("v1"), what="v1 from the claim promoted")
+            stack.apply(on_claim("v2", "bad"))
+            status = stack.wait_status(name, lambda s: s.get("phase") == "RolledBack", what="v2 rolled back")
+            wait_for(lambda: rolled_out("v1"), timeout=180, interval=1, what="v1 back from the claim")
+        finally:
+            traffic.stop()
+        self._record(
+            "pvc rollback status",
+            {k: status.get(k) for k in ("phase", "stableVersion", "failedVersion", "currentVersion")},
+        )
+        self._record("pvc traffic", {"requests": traffic.requests, "failed": len(traffic.failures)})
 
 
 def _model_deployment(

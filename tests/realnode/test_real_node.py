@@ -62,6 +62,24 @@ def test_rollout_and_automatic_rollback_under_traffic_fail_no_request(real_node:
     assert traffic["failed"] == 0, traffic["failures (first 20)"]
 
 
+def test_a_model_on_a_persistent_volume_claim_is_rolled_out_and_back(real_node: RealNodeRun) -> None:
+    volumes = real_node.fact("pvc pod volumes")
+    assert volumes == {
+        "volumes": [
+            {"name": "model-pvc", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
+        ],
+        "mounts": [{"name": "model-pvc", "mountPath": "/var/lib/vigil/pvc/models", "readOnly": True}],
+    }
+    assert "pvc://models/iris/v1/model.joblib" in real_node.fact("pvc model-server log")
+    assert real_node.fact("pvc rollback status") == {
+        "phase": "RolledBack",
+        "stableVersion": "v1",
+        "failedVersion": "v2",
+        "currentVersion": "v1",
+    }
+    assert real_node.fact("pvc traffic")["requests"] > 0
+
+
 def test_kubectl_logs_and_exec_reach_the_containers(real_node: RealNodeRun) -> None:
     assert "model_deployment_changed" in real_node.fact("operator log")
     assert "Uvicorn running" in real_node.fact("model-server log")

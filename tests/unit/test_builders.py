@@ -302,6 +302,46 @@ def test_the_feedback_token_is_mounted_read_only_and_named_in_the_env() -> None:
     assert "optional" not in volume["secret"], "no token, no pod: feedback is never left unauthenticated"
 
 
+# --- pvc:// models --------------------------------------------------------------------------------
+
+
+def test_a_pvc_model_mounts_its_claim_read_only_where_the_server_looks() -> None:
+    on_claim = Release("v3", "pvc://model-store/iris/v3/model.joblib", RELEASE.image, SHA256)
+
+    for deployment in (
+        deployment_for(OWNER, SPEC, on_claim),
+        candidate_deployment_for(OWNER, SPEC, on_claim, stable_version="v2", replicas=1, in_service=False),
+    ):
+        pod = deployment["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "model-pvc")
+        mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "model-pvc")
+        env = {e["name"]: e["value"] for e in container(deployment)["env"]}
+        assert volume == {
+            "name": "model-pvc",
+            "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True},
+        }
+        assert mount == {"name": "model-pvc", "mountPath": "/var/lib/vigil/pvc/model-store", "readOnly": True}
+        # The server maps the URI itself (MODEL_PVC_ROOT defaults to the mount's parent).
+        assert env["MODEL_URI"] == "pvc://model-store/iris/v3/model.joblib"
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://models.ml.svc/iris/v2/model.joblib", "s3://models/iris/v2.joblib", "/models/pvc/m.joblib"]
+)
+def test_a_model_from_anywhere_else_mounts_no_claim(uri: str) -> None:
+    deployment = deployment_for(OWNER, SPEC, Release("v2", uri, RELEASE.image, SHA256))
+
+    assert "model-pvc" not in yaml.safe_dump(deployment)
+
+
+def test_rolling_back_from_a_pvc_model_drops_its_claim_and_changes_the_spec_hash() -> None:
+    on_claim = deployment_for(OWNER, SPEC, Release("v3", "pvc://model-store/iris/v3", RELEASE.image, SHA256))
+    back = deployment_for(OWNER, SPEC, RELEASE)
+
+    assert "model-pvc" not in yaml.safe_dump(back)
+    assert on_claim["metadata"]["labels"][LABEL_SPEC_HASH] != back["metadata"]["labels"][LABEL_SPEC_HASH]
+
+
 def test_the_token_itself_never_reaches_the_deployment_so_rotation_restarts_no_pod() -> None:
     # deployment_for has no token input at all; the template names the Secret only.
     text = yaml.safe_dump(deployment_for(OWNER, SPEC, RELEASE))

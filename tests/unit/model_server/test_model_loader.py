@@ -204,7 +204,7 @@ def test_something_that_cannot_predict_is_refused(tmp_path: Path, payload: objec
     ("uri", "message"),
     [
         ("/nonexistent/model.joblib", "no such file"),
-        ("s3://bucket/model.joblib", "unsupported URI scheme 's3://'"),
+        ("hf://org/model.joblib", "unsupported URI scheme 'hf://'"),
         ("file://otherhost/model.joblib", "must name a local file"),
     ],
 )

@@ -79,7 +79,7 @@ class RealNodeRun:
         self._thread.start()
         return self
 
-    def fact(self, key: str, timeout: float = 900) -> Any:
+    def fact(self, key: str, timeout: float = 1700) -> Any:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise AssertionError(f"the real-node scenario did not finish within {timeout:.0f}s")

@@ -15,7 +15,9 @@ from harness.realstack import SERVER_IMAGE
 
 from .scenario import RealNodeRun
 
-pytestmark = [pytest.mark.realnode]
+# The first of these waits for the whole scenario (node, chart, rollouts, monitoring, a claim,
+# the demo), which runs beside the other tiers from the session's start: longer than the default.
+pytestmark = [pytest.mark.realnode, pytest.mark.timeout(1800)]
 
 
 def test_an_interrupted_node_start_leaves_nothing_on_the_machine(real_node: RealNodeRun) -> None:

@@ -255,7 +255,9 @@ def test_every_replica_is_a_leader_election_candidate_and_the_new_pod_starts_fir
         assert env == {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid"}
         args = parse_args(container(objects)["args"])
         assert args.leader_elect
-        assert args.leader_elect_timing == Timing(15, 10, 2)
+        assert args.leader_elect_timing == Timing(12, 8, 2), (
+            "the chart fails over within 15 s (docs/operations.md)"
+        )
         assert not [o for o in objects if o["apiVersion"].startswith("kopf.dev/")]
     assert one(render(helm_env, "replicaCount=2"), "Deployment")["spec"]["replicas"] == 2
     tuned = render(

@@ -12,6 +12,7 @@ the API server refuses it, a second status write records the refusal for the con
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -299,7 +300,7 @@ async def _apply_tracks(
     }
     service = candidate_service_for(owner)
     mirror_url = service_url(await kube.apply_service(service)) if tracks.mirrored else None
-    refusals = _Refusals(decision.facts)
+    refusals = _Refusals(decision.facts, namespace, owner.name)
     if tracks.candidate is not None and not tracks.handing_over:
         wanted_candidate = candidate_deployment_for(
             owner,
@@ -339,16 +340,33 @@ async def _apply_tracks(
     return refusals.message, tuple(refusals.specs)
 
 
+# A Deployment the API server refused is sent again only this long after this process last saw it
+# refused: the refusal may come from an admission webhook or a policy that goes away, and a rollback
+# must then still happen, while a spec the API server always refuses costs one request a minute,
+# not one a round. After a restart the operator sends it once at once.
+RESEND_REFUSED_SECONDS = 60.0
+# (namespace, name, spec hash) -> when this process last saw that Deployment refused (monotonic).
+_refused_at: dict[tuple[str, str, str], float] = {}
+
+
 class _Refusals:
     """The Deployments the API server refused in one round, and its message.
 
-    A Deployment refused before (its spec hash is in `facts.refused_specs`) is not sent again:
-    the API server would refuse it again, and the condition already says why. What the operator
-    would apply changes with the spec, a decision or a retry, and then it is sent.
+    A Deployment refused before (its spec hash is in `facts.refused_specs`) and within the last
+    RESEND_REFUSED_SECONDS is not sent again: the API server would most likely refuse it again,
+    and the condition already says why. What the operator would apply changes with the spec, a
+    decision or a retry, and then it is sent at once.
     """
 
-    def __init__(self, facts: Facts) -> None:
-        self.known = set(facts.refused_specs) if facts.apply_error is not None else set()
+    def __init__(self, facts: Facts, namespace: str, name: str) -> None:
+        self.owner = (namespace, name)
+        now, never = time.monotonic(), -RESEND_REFUSED_SECONDS
+        recent = {
+            spec
+            for spec in facts.refused_specs
+            if now - _refused_at.get((namespace, name, spec), never) < RESEND_REFUSED_SECONDS
+        }
+        self.known = recent if facts.apply_error is not None else set()
         self.known_message = facts.apply_error
         self.message: str | None = None
         self.specs: list[str] = []
@@ -366,9 +384,18 @@ class _Refusals:
             refused: str | None = self.known_message
         else:
             refused = await _apply_deployment(body, live, wanted, now, logger)
+            if refused is not None:
+                _remember_refusal((*self.owner, spec))
         if refused is not None:
             self.message = refused  # the main Deployment, applied last, speaks for both
             self.specs.append(spec)
+
+
+def _remember_refusal(key: tuple[str, str, str]) -> None:
+    now = time.monotonic()
+    for old in [k for k, at in _refused_at.items() if now - at >= RESEND_REFUSED_SECONDS]:
+        del _refused_at[old]
+    _refused_at[key] = now
 
 
 async def _write_status(

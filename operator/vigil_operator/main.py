@@ -10,7 +10,7 @@ import random
 
 import kopf
 
-from vigil_operator.config import Config, positive_int, resources_json
+from vigil_operator.config import Config, positive_float, positive_int, resources_json
 from vigil_operator.prometheus import AccessPolicy
 
 
@@ -102,6 +102,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resources of model server containers whose spec sets none, as JSON; {} for none "
         "(env VIGIL_MODEL_SERVER_RESOURCES; default %(default)s)",
     )
+    parser.add_argument(
+        "--api-timeout",
+        type=_seconds,
+        default=defaults.api_timeout_seconds,
+        metavar="SECONDS",
+        help="give up a Kubernetes API call after this; the round is retried with backoff "
+        "(env VIGIL_API_TIMEOUT; default %(default)s)",
+    )
+    parser.add_argument(
+        "--status-heartbeat",
+        type=_seconds,
+        default=defaults.status_heartbeat_seconds,
+        metavar="SECONDS",
+        help="write a check that changed nothing a reader needs to status at most this often "
+        "(env VIGIL_STATUS_HEARTBEAT; default %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.prometheus_allowed_url is None:
@@ -112,6 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _positive_int(text: str) -> int:
     try:
         return positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        return positive_float(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -130,7 +153,8 @@ def peering_priority(requested: int | None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    namespaces = tuple(args.namespace) or Config.from_env().namespaces
+    defaults = Config.from_env()
+    namespaces = tuple(args.namespace) or defaults.namespaces
     if args.all_namespaces:
         namespaces = ()
     config = Config(
@@ -147,6 +171,11 @@ def main(argv: list[str] | None = None) -> None:
             credentials_over_http=args.prometheus_credentials_over_http,
         ),
         model_server_resources=args.model_server_resources,
+        api_timeout_seconds=args.api_timeout,
+        retry_base_seconds=defaults.retry_base_seconds,
+        retry_cap_seconds=defaults.retry_cap_seconds,
+        status_heartbeat_seconds=args.status_heartbeat,
+        secret_recheck_seconds=defaults.secret_recheck_seconds,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)

@@ -99,7 +99,10 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """Seconds: a positive number (a trailing `s` is allowed)."""
-    value = float(text.strip().removesuffix("s"))
+    try:
+        value = float(text.strip().removesuffix("s"))
+    except ValueError:
+        value = float("nan")
     if not value > 0 or value == float("inf"):
         raise ValueError(f"must be a positive number of seconds, got {text!r}")
     return value

@@ -391,9 +391,16 @@ class Bench:
         wait_for(live, timeout=120, what=f"the {label} operator's liveness endpoint")
         return process
 
-    def settled(self) -> tuple[int, int]:
-        """(objects at rest, objects): Promoted or RolledBack, status for the current generation."""
-        items = self.api.get(f"{GROUP_PATH}/modeldeployments")["items"]
+    def settled(self) -> tuple[int, int] | None:
+        """(objects at rest, objects): Promoted or RolledBack, status for the current generation;
+        None when the API server is too busy to list them now (a start-up burst)."""
+        try:
+            response = self.api.client.get(f"{GROUP_PATH}/modeldeployments", timeout=120)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            print(f"    (listing ModelDeployments: {error!r}; trying again)", flush=True)
+            return None
+        items = response.json()["items"]
         done = sum(
             1
             for item in items
@@ -405,14 +412,13 @@ class Bench:
     def wait_settled(self, size: int) -> float:
         started = time.monotonic()
         deadline = started + self.args.settle_timeout + size * 0.3
+        counts = None
         while time.monotonic() < deadline:
-            done, total = self.settled()
-            if done == total:
+            counts = self.settled() or counts
+            if counts is not None and counts[0] == counts[1]:
                 return time.monotonic() - started
             time.sleep(5)
-        raise RuntimeError(
-            f"only {done} of {total} ModelDeployments settled within {deadline - started:.0f} s"
-        )
+        raise RuntimeError(f"not every ModelDeployment settled within {deadline - started:.0f} s: {counts}")
 
     def snapshot(self) -> tuple[dict[str, float], float]:
         assert self.cluster is not None
@@ -487,9 +493,13 @@ class Bench:
         def patch(name: str, version: str, accuracy: float, kind: str) -> None:
             self.streams[PROBES].set(name, version, accuracy)
             at = time.time()
-            self.api.merge_patch(
-                f"{GROUP_PATH}/namespaces/{PROBES}/modeldeployments/{name}", {"spec": {"version": version}}
+            response = self.api.client.patch(
+                f"{GROUP_PATH}/namespaces/{PROBES}/modeldeployments/{name}",
+                json={"spec": {"version": version}},
+                headers={"Content-Type": "application/merge-patch+json"},
+                timeout=60,
             )
+            response.raise_for_status()
             changes[kind].append((name, version, at))
 
         def run() -> None:

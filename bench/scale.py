@@ -173,6 +173,7 @@ class Result:
     spec_to_deployment: list[float] = field(default_factory=list)
     breach_to_rollback: list[float | None] = field(default_factory=list)
     settle_seconds: float = 0.0
+    spec_missed: int = 0  # spec changes whose Deployment was not updated before the run ended
 
     @property
     def spec_p50(self) -> float | None:
@@ -180,7 +181,8 @@ class Result:
 
     @property
     def spec_p99(self) -> float | None:
-        return percentile(self.spec_to_deployment, 99)
+        """None (missed) when a spec change never reached its Deployment."""
+        return None if self.spec_missed else percentile(self.spec_to_deployment, 99)
 
     @property
     def rollback_worst(self) -> float | None:
@@ -453,6 +455,15 @@ class Bench:
         elapsed = time.time() - started
         api_after, queries_after = self.snapshot()
         cpu = (stats.cpu_seconds() - cpu_before) / elapsed
+        # A slow operator's rollbacks may come after the window: wait for them (bounded), so a
+        # late one is measured as late, not as missing.
+        grace_until = time.time() + FAILURE_LIMIT * self.args.interval + 30
+        while time.time() < grace_until and not all(
+            (served := first_seen(watch.timelines[name], version, at, rolled=True)) is not None
+            and first_left(watch.timelines[name], version, served) is not None
+            for name, version, at in changes["breach"]
+        ):
+            time.sleep(1)
         process.stop()
         per_verb = rates(api_before, api_after, elapsed)
         reads = sum(rate for verb, rate in per_verb.items() if verb in READ_VERBS)
@@ -462,6 +473,7 @@ class Bench:
             for name, version, at in changes["spec"]
             if (t := first_seen(watch.timelines[name], version, at)) is not None
         ]
+        spec_missed = len(changes["spec"]) - len(spec_times)
         breach_times: list[float | None] = []
         for name, version, at in changes["breach"]:
             served = first_seen(watch.timelines[name], version, at, rolled=True)
@@ -480,6 +492,7 @@ class Bench:
             spec_to_deployment=[round(t, 3) for t in spec_times],
             breach_to_rollback=[None if t is None else round(t, 2) for t in breach_times],
             settle_seconds=round(settle, 1),
+            spec_missed=spec_missed,
         )
 
     def _probe(self, started: float, window: float) -> dict[str, list[tuple[str, str, float]]]:

@@ -108,6 +108,7 @@ def test_goals_met_and_each_goal_missed() -> None:
     assert len(missed_goals(result(reads_per_object=0.2), 10, 3)) == 1
     assert len(missed_goals(result(spec_to_deployment=[0.1, 2.5]), 10, 3)) == 1
     assert len(missed_goals(result(spec_to_deployment=[]), 10, 3)) == 1
+    assert len(missed_goals(result(spec_missed=1), 10, 3)) == 1
     assert len(missed_goals(result(breach_to_rollback=[41.0]), 10, 3)) == 1
     assert len(missed_goals(result(breach_to_rollback=[30.0, None]), 10, 3)) == 1
 

@@ -41,6 +41,8 @@ class Config:
     )
     # Every Kubernetes API call (ours and Kopf's) gives up after this; the round is retried.
     api_timeout_seconds: float = 30.0
+    # Kubernetes API calls of the operator's own under way at once; the rest wait their turn.
+    api_max_in_flight: int = 32
     # A failed round is retried after base x 2^(n-1) seconds (n failures in a row), up to the cap,
     # with jitter (pacing.retry_delay).
     retry_base_seconds: float = 1.0
@@ -73,6 +75,7 @@ class Config:
             if env.get("VIGIL_MODEL_SERVER_RESOURCES")
             else dict(DEFAULT_MODEL_SERVER_RESOURCES),
             api_timeout_seconds=positive_float(env.get("VIGIL_API_TIMEOUT") or "30"),
+            api_max_in_flight=positive_int(env.get("VIGIL_API_MAX_IN_FLIGHT") or "32"),
             retry_base_seconds=positive_float(env.get("VIGIL_RETRY_BASE") or "1"),
             retry_cap_seconds=positive_float(env.get("VIGIL_RETRY_CAP") or "300"),
             status_heartbeat_seconds=positive_float(env.get("VIGIL_STATUS_HEARTBEAT") or "300"),

@@ -132,7 +132,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
         settings.peering.standalone = True
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port)
-    await kube.connect(timeout=config.api_timeout_seconds)
+    await kube.connect(timeout=config.api_timeout_seconds, max_in_flight=config.api_max_in_flight)
     memo.supervisors = Supervisors(
         config, kube.WatchCache(indexes["owned_deployments"], indexes["owned_services"])
     )

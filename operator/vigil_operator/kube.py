@@ -30,21 +30,28 @@ MERGE = "application/merge-patch+json"
 # for apply and merge patches); the calls passing it carry `type: ignore[call-arg]`.
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_IN_FLIGHT = 32
 T = TypeVar("T")
 
 _api: client.ApiClient | None = None
 _timeout = DEFAULT_TIMEOUT_SECONDS
+_max_in_flight = DEFAULT_MAX_IN_FLIGHT
+_slots: asyncio.Semaphore | None = None
 
 
-async def connect(timeout: float | None = None) -> client.ApiClient:
+async def connect(timeout: float | None = None, max_in_flight: int | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a pod, otherwise $KUBECONFIG / ~/.kube/config.
 
     `timeout` bounds every later call (`VIGIL_API_TIMEOUT`): one stalled connection then fails
     its round, which is retried with backoff, instead of stalling its object for good.
+    `max_in_flight` bounds the calls under way at once (`VIGIL_API_MAX_IN_FLIGHT`): a thousand
+    objects starting together queue here, not in the API server, where they would time out.
     """
-    global _api, _timeout
+    global _api, _timeout, _max_in_flight
     if timeout is not None:
         _timeout = timeout
+    if max_in_flight is not None:
+        _max_in_flight = max_in_flight
     if _api is None:
         try:
             config.load_incluster_config()
@@ -57,9 +64,11 @@ async def connect(timeout: float | None = None) -> client.ApiClient:
 
 async def close() -> None:
     global _api
+    global _slots
     if _api is not None:
         await _api.close()
         _api = None
+    _slots = None
 
 
 def _plain(api: client.ApiClient, obj: Any) -> dict[str, Any]:
@@ -67,8 +76,12 @@ def _plain(api: client.ApiClient, obj: Any) -> dict[str, Any]:
 
 
 async def _timed(call: Awaitable[T]) -> T:
-    """Await one API call within the configured timeout (TimeoutError past it)."""
-    async with asyncio.timeout(_timeout):
+    """Await one API call within the configured timeout (TimeoutError past it), once one of the
+    `max_in_flight` slots is free: the timeout runs from the send, not from the queue."""
+    global _slots
+    if _slots is None:
+        _slots = asyncio.Semaphore(_max_in_flight)
+    async with _slots, asyncio.timeout(_timeout):
         return await call
 
 

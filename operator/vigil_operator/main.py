@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         model_server_resources=args.model_server_resources,
         api_timeout_seconds=args.api_timeout,
+        api_max_in_flight=defaults.api_max_in_flight,
         retry_base_seconds=defaults.retry_base_seconds,
         retry_cap_seconds=defaults.retry_cap_seconds,
         status_heartbeat_seconds=args.status_heartbeat,

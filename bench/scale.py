@@ -567,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, workdir)
     results: list[Result] = []
     started = time.monotonic()
+    failure = None
     try:
         bench.start()
         for size in sizes:
@@ -576,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench.measure(label, source, size)
                 results.append(result)
                 print(table([result]).splitlines()[-1], flush=True)
+    except (RuntimeError, OSError, httpx.HTTPError, subprocess.SubprocessError) as error:
+        failure = f"{type(error).__name__}: {error}"  # the table still shows what was measured
     finally:
         bench.stop()
     (args.workdir / "results.json").write_text(
@@ -587,11 +590,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(results))
     print(f"(results: {args.workdir / 'results.json'}; logs: {workdir / 'logs'})")
+    if failure is not None:
+        print(f"bench-scale stopped early: {failure[-2000:]}")
     gated = [r for r in results if r.size == GOALS_AT and r.operator == "after"]
     if not gated:
         print(f"no 'after' run at {GOALS_AT} objects: goals not checked")
-        return 0
-    missed = missed_goals(gated[0], args.interval, FAILURE_LIMIT)
+        return 1 if failure else 0
+    missed = missed_goals(gated[0], args.interval, FAILURE_LIMIT) + ([failure] if failure else [])
     for goal in missed:
         print(f"GOAL MISSED at {GOALS_AT}: {goal}")
     if not missed:

@@ -114,9 +114,8 @@ def owned_services(namespace: str | None, name: str, body: kopf.Body, **_: Any) 
     return {(namespace, name): kube.cached_view(body)}
 
 
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: Any) -> None:
-    config: Config = memo.config
+def apply_settings(settings: kopf.OperatorSettings, config: Config) -> None:
+    """Kopf's settings: timeouts, server-side filtered watches, peering."""
     # Our own events carry values and queries; Kopf's log-to-event posting would only add noise.
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
@@ -130,6 +129,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
         settings.peering.mandatory = True
     else:
         settings.peering.standalone = True
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: Any) -> None:
+    config: Config = memo.config
+    apply_settings(settings, config)
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port)
     await kube.connect(timeout=config.api_timeout_seconds, max_in_flight=config.api_max_in_flight)

@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench.measure(label, source, size)
                 results.append(result)
                 print(table([result]).splitlines()[-1], flush=True)
-    except (RuntimeError, OSError, httpx.HTTPError, subprocess.SubprocessError) as error:
+    except (RuntimeError, OSError, httpx.HTTPError, subprocess.SubprocessError, KeyboardInterrupt) as error:
         failure = f"{type(error).__name__}: {error}"  # the table still shows what was measured
     finally:
         bench.stop()

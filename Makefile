@@ -157,6 +157,10 @@ bench-storage: venv ## Time a model load from file://, pvc://, http:// and s3://
 	@hack/seaweedfs.sh --check || hack/seaweedfs.sh
 	@$(PY) bench/storage.py
 
+.PHONY: bench-scale
+bench-scale: deps ## One operator, 100/1,000/3,000 ModelDeployments on kwok with a real Prometheus: RSS, CPU, API and PromQL rates, spec->Deployment and breach->rollback times, before/after (fails on a missed goal at 1,000; about 25 min; SIZES=100,1000)
+	@$(PY) bench/scale.py --sizes $(or $(SIZES),100,1000,3000)
+
 .PHONY: clean
 clean: ## Remove bin/ links, .work/ and caches (keeps .venv and ~/.cache/vigil)
 	rm -rf bin .work .pytest_cache .ruff_cache .mypy_cache

@@ -29,6 +29,10 @@ Flags:
 `vigil_label_stream_breach_started_seconds` (Unix time, 0 before) says when the breach began, so
 the bench measures breach to rollback from the exporter's own clock. Scrape it with no
 `namespace` target label (or `honor_labels: true`): the series carry their own `namespace`.
+
+In process, `LabelStream` (`.set(model, version, accuracy)`, `.start()`, `.port`, `.stop()`) is
+what `bench/scale.py` uses: counters computed from the clock at scrape time, models added and
+changed while it runs, and `namespace` left to the scrape config (one exporter per namespace).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -77,8 +83,8 @@ class Stream:
 
 
 @dataclass
-class LabelStream:
-    """Every stream, moved by `tick` and read by Prometheus through `collect`."""
+class TickedStreams:
+    """The command line's streams, moved by `tick` and read by Prometheus through `collect`."""
 
     namespace: str
     streams: list[Stream]
@@ -130,11 +136,98 @@ class LabelStream:
 
 
 class _Registered(Collector):
-    def __init__(self, stream: LabelStream) -> None:
+    def __init__(self, stream: TickedStreams) -> None:
         self.stream = stream
 
     def collect(self) -> Iterator[Metric]:
         return self.stream.collect()
+
+
+# --- In process, for bench/scale.py ---------------------------------------------------------
+FEEDBACK_TOTAL = "vigil_model_feedback"  # prometheus_client appends _total
+FEEDBACK_CORRECT = "vigil_model_feedback_correct"
+RATE_LABELS = ("model", "version", "pod")
+
+
+@dataclass
+class RateStream:
+    """One version's labels: from `since` at `rate` per second; before `changed`, `earlier_*` counts."""
+
+    accuracy: float
+    rate: float
+    since: float
+    earlier_total: float = 0.0
+    earlier_correct: float = 0.0
+
+    def counts(self, now: float) -> tuple[float, float]:
+        """Whole labelled predictions and correct ones so far (counters never go down)."""
+        new = max(0.0, now - self.since) * self.rate
+        total = math.floor(self.earlier_total + new)
+        correct = min(total, math.floor(self.earlier_correct + new * self.accuracy))
+        return float(total), float(correct)
+
+
+class _Counters(Collector):
+    def __init__(self, stream: LabelStream) -> None:
+        self.stream = stream
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        total = CounterMetricFamily(FEEDBACK_TOTAL, "Labelled predictions scored", labels=RATE_LABELS)
+        correct = CounterMetricFamily(
+            FEEDBACK_CORRECT, "Labelled predictions scored correct", labels=RATE_LABELS
+        )
+        now = time.time()
+        for (model, version), stream in self.stream.snapshot():
+            seen, right = stream.counts(now)
+            labels = [model, version, f"{model}-{version}"]
+            total.add_metric(labels, seen)
+            correct.add_metric(labels, right)
+        yield total
+        yield correct
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
+        pass
+
+
+class LabelStream:
+    """The exporter: `set` what each model version's labels look like, Prometheus scrapes `port`."""
+
+    def __init__(self, rate: float = 20.0) -> None:
+        self.rate = rate
+        self._streams: dict[tuple[str, str], RateStream] = {}
+        self._lock = threading.Lock()
+        self._server: WSGIServer | None = None
+        self.port = 0
+
+    def set(self, model: str, version: str, accuracy: float) -> None:
+        """Labels of `version` of `model` from now on are right with probability `accuracy`."""
+        now = time.time()
+        with self._lock:
+            old = self._streams.get((model, version))
+            if old is None:
+                self._streams[(model, version)] = RateStream(accuracy, self.rate, now)
+                return
+            total, correct = old.counts(now)
+            self._streams[(model, version)] = RateStream(accuracy, self.rate, now, total, correct)
+
+    def snapshot(self) -> list[tuple[tuple[str, str], RateStream]]:
+        with self._lock:
+            return list(self._streams.items())
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> LabelStream:
+        registry = CollectorRegistry()
+        registry.register(_Counters(self))
+        self._server = make_server(host, port, make_wsgi_app(registry), handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, name="label-stream", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 def share(text: str) -> float:
@@ -184,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.breach_model is not None and args.breach_model not in models:
         print(f"--breach-model {args.breach_model} is not one of the models", file=sys.stderr)
         return 2
-    stream = LabelStream(
+    stream = TickedStreams(
         args.namespace, [Stream(model, version, args.accuracy) for model in models for version in versions]
     )
     REGISTRY.register(_Registered(stream))

@@ -443,6 +443,14 @@ def drift(before: dict[str, Any] | None, after: dict[str, Any], wanted: dict[str
     return changes
 
 
+def needs_apply(live: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Whether `live` lacks something of `wanted`: missing, another spec hash, or an owned field
+    that differs. Fields of `wanted` only, so what others own never causes an apply."""
+    if live is None or _spec_hash_of(live) != _spec_hash_of(wanted):
+        return True
+    return any(_lookup(live, path) != _lookup(wanted, path) for path in _owned_paths(wanted))
+
+
 def _spec_hash_of(deployment: dict[str, Any]) -> str | None:
     return (deployment.get("metadata", {}).get("labels") or {}).get(c.LABEL_SPEC_HASH)
 

@@ -44,6 +44,18 @@ class Config:
     batch_window: float = 1.0
     # Batched queries in flight at once, to all Prometheus servers together.
     prometheus_concurrency: int = 16
+    # Every Kubernetes API call (ours and Kopf's) gives up after this; the round is retried.
+    api_timeout_seconds: float = 30.0
+    # Kubernetes API calls of the operator's own under way at once; the rest wait their turn.
+    api_max_in_flight: int = 32
+    # A failed round is retried after base x 2^(n-1) seconds (n failures in a row), up to the cap,
+    # with jitter (pacing.retry_delay).
+    retry_base_seconds: float = 1.0
+    retry_cap_seconds: float = 300.0
+    # A check that changed nothing a reader needs is written to status at most this often.
+    status_heartbeat_seconds: float = 300.0
+    # The feedback token Secret is read again (is it still there?) at most this often.
+    secret_recheck_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -68,6 +80,12 @@ class Config:
             model_server_resources=resources_json(env["VIGIL_MODEL_SERVER_RESOURCES"])
             if env.get("VIGIL_MODEL_SERVER_RESOURCES")
             else dict(DEFAULT_MODEL_SERVER_RESOURCES),
+            api_timeout_seconds=positive_float(env.get("VIGIL_API_TIMEOUT") or "30"),
+            api_max_in_flight=positive_int(env.get("VIGIL_API_MAX_IN_FLIGHT") or "32"),
+            retry_base_seconds=positive_float(env.get("VIGIL_RETRY_BASE") or "1"),
+            retry_cap_seconds=positive_float(env.get("VIGIL_RETRY_CAP") or "300"),
+            status_heartbeat_seconds=positive_float(env.get("VIGIL_STATUS_HEARTBEAT") or "300"),
+            secret_recheck_seconds=positive_float(env.get("VIGIL_SECRET_RECHECK") or "600"),
         )
 
 
@@ -92,6 +110,17 @@ def non_negative_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Seconds: a positive number (a trailing `s` is allowed)."""
+    try:
+        value = float(text.strip().removesuffix("s"))
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 

@@ -7,11 +7,12 @@ ModelDeployment itself only ever gets its status written, and its action annotat
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -28,12 +29,29 @@ MERGE = "application/merge-patch+json"
 # kubernetes_asyncio's stubs leave out `_content_type`, which every API method accepts (and needs
 # for apply and merge patches); the calls passing it carry `type: ignore[call-arg]`.
 
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_IN_FLIGHT = 32
+T = TypeVar("T")
+
 _api: client.ApiClient | None = None
+_timeout = DEFAULT_TIMEOUT_SECONDS
+_max_in_flight = DEFAULT_MAX_IN_FLIGHT
+_slots: asyncio.Semaphore | None = None
 
 
-async def connect() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, otherwise $KUBECONFIG / ~/.kube/config."""
-    global _api
+async def connect(timeout: float | None = None, max_in_flight: int | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, otherwise $KUBECONFIG / ~/.kube/config.
+
+    `timeout` bounds every later call (`VIGIL_API_TIMEOUT`): one stalled connection then fails
+    its round, which is retried with backoff, instead of stalling its object for good.
+    `max_in_flight` bounds the calls under way at once (`VIGIL_API_MAX_IN_FLIGHT`): a thousand
+    objects starting together queue here, not in the API server, where they would time out.
+    """
+    global _api, _timeout, _max_in_flight
+    if timeout is not None:
+        _timeout = timeout
+    if max_in_flight is not None:
+        _max_in_flight = max_in_flight
     if _api is None:
         _api = await new_client()
     return _api
@@ -51,9 +69,11 @@ async def new_client() -> client.ApiClient:
 
 async def close() -> None:
     global _api
+    global _slots
     if _api is not None:
         await _api.close()
         _api = None
+    _slots = None
 
 
 def _plain(api: client.ApiClient, obj: Any) -> dict[str, Any]:
@@ -61,11 +81,60 @@ def _plain(api: client.ApiClient, obj: Any) -> dict[str, Any]:
     return plain
 
 
+async def _timed(call: Awaitable[T]) -> T:
+    """Await one API call within the configured timeout (TimeoutError past it), once one of the
+    `max_in_flight` slots is free: the timeout runs from the send, not from the queue."""
+    global _slots
+    if _slots is None:
+        _slots = asyncio.Semaphore(_max_in_flight)
+    async with _slots, asyncio.timeout(_timeout):
+        return await call
+
+
+class WatchCache:
+    """The owned Deployments and Services as the operator's label-filtered watches last saw them.
+
+    Backed by Kopf indexes keyed by (namespace, name), filled from the watch streams, so a round
+    reads them without a request. Without indexes (None), each read is a GET.
+    """
+
+    def __init__(
+        self, deployments: Mapping[Any, Any] | None = None, services: Mapping[Any, Any] | None = None
+    ) -> None:
+        self.deployments = deployments
+        self.services = services
+
+    async def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.deployments is None:
+            return await read_deployment(namespace, name)
+        return _first(self.deployments, (namespace, name))
+
+    async def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.services is None:
+            return await read_service(namespace, name)
+        return _first(self.services, (namespace, name))
+
+
+def _first(index: Mapping[Any, Any], key: tuple[str, str]) -> dict[str, Any] | None:
+    """The one object an index holds under `key` (a Kopf index maps a key to a store of values)."""
+    store = index.get(key)
+    return next(iter(store), None) if store is not None else None
+
+
+def cached_view(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the watch cache keeps of an owned object: all but `managedFields`, which is most of
+    a Deployment's size and which no round reads."""
+    metadata = {key: value for key, value in (body.get("metadata") or {}).items() if key != "managedFields"}
+    return {**{key: value for key, value in body.items() if key != "metadata"}, "metadata": metadata}
+
+
 async def read_model_deployment(namespace: str, name: str) -> dict[str, Any] | None:
     api = await connect()
     try:
-        found: dict[str, Any] = await client.CustomObjectsApi(api).get_namespaced_custom_object(
-            c.GROUP, c.VERSION, namespace, c.PLURAL, name
+        found: dict[str, Any] = await _timed(
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name
+            )
         )
     except ApiException as error:
         if error.status == 404:
@@ -77,7 +146,7 @@ async def read_model_deployment(namespace: str, name: str) -> dict[str, Any] | N
 async def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
     api = await connect()
     try:
-        return _plain(api, await client.AppsV1Api(api).read_namespaced_deployment(name, namespace))
+        return _plain(api, await _timed(client.AppsV1Api(api).read_namespaced_deployment(name, namespace)))
     except ApiException as error:
         if error.status == 404:
             return None
@@ -92,13 +161,15 @@ async def apply_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
     """
     api = await connect()
     meta = deployment["metadata"]
-    applied = await client.AppsV1Api(api).patch_namespaced_deployment(  # type: ignore[call-arg]
-        meta["name"],
-        meta["namespace"],
-        deployment,
-        field_manager=FIELD_MANAGER,
-        force=True,
-        _content_type=APPLY,
+    applied = await _timed(
+        client.AppsV1Api(api).patch_namespaced_deployment(  # type: ignore[call-arg]
+            meta["name"],
+            meta["namespace"],
+            deployment,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
     )
     return _plain(api, applied)
 
@@ -107,41 +178,66 @@ async def apply_service(service: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply of a Service the operator owns; returns it as stored (with its ClusterIP)."""
     api = await connect()
     meta = service["metadata"]
-    applied = await client.CoreV1Api(api).patch_namespaced_service(  # type: ignore[call-arg]
-        meta["name"], meta["namespace"], service, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+    applied = await _timed(
+        client.CoreV1Api(api).patch_namespaced_service(  # type: ignore[call-arg]
+            meta["name"],
+            meta["namespace"],
+            service,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
     )
     return _plain(api, applied)
 
 
-async def write_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> str:
+async def write_status(
+    namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> dict[str, Any]:
     """Replace the status, only if the object is still the one the decision was made on (else 409).
 
-    Returns the object's new resourceVersion, for a second write in the same round.
+    Returns the object as written (its new resourceVersion, for a second write in the same round).
     """
     api = await connect()
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    written = await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(  # type: ignore[call-arg]
-        c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
+    return await _timed(
+        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(  # type: ignore[call-arg]
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            body,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
+        )
     )
-    return str(written["metadata"]["resourceVersion"])
 
 
-async def clear_action(namespace: str, name: str) -> str:
+async def clear_action(namespace: str, name: str) -> dict[str, Any]:
     """Remove the handled `vigil.dev/action` annotation (metadata, not spec: GitOps-safe);
-    returns the object's new resourceVersion."""
+    returns the object as patched."""
     api = await connect()
     body = {"metadata": {"annotations": {c.ANNOTATION_ACTION: None}}}
-    patched = await client.CustomObjectsApi(api).patch_namespaced_custom_object(  # type: ignore[call-arg]
-        c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, field_manager=FIELD_MANAGER, _content_type=MERGE
+    return await _timed(
+        client.CustomObjectsApi(api).patch_namespaced_custom_object(  # type: ignore[call-arg]
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            body,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE,
+        )
     )
-    return str(patched["metadata"]["resourceVersion"])
 
 
 async def read_secret(namespace: str, name: str) -> dict[str, bytes]:
     """The data of a Secret as bytes, key by key; the caller decodes the keys it needs (a
     binary value in another key must not break it) and keeps them out of logs and status."""
     api = await connect()
-    secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    secret = await _timed(client.CoreV1Api(api).read_namespaced_secret(name, namespace))
     return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
 
 
@@ -149,7 +245,7 @@ async def read_secret_metadata(namespace: str, name: str) -> tuple[dict[str, Any
     """A Secret's metadata and the names of its keys (not their values), or None if it is missing."""
     api = await connect()
     try:
-        secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+        secret = await _timed(client.CoreV1Api(api).read_namespaced_secret(name, namespace))
     except ApiException as error:
         if error.status == 404:
             return None
@@ -161,8 +257,15 @@ async def apply_secret(secret: dict[str, Any]) -> None:
     """Server-side apply of a Secret the operator owns (the feedback token)."""
     api = await connect()
     meta = secret["metadata"]
-    await client.CoreV1Api(api).patch_namespaced_secret(  # type: ignore[call-arg]
-        meta["name"], meta["namespace"], secret, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+    await _timed(
+        client.CoreV1Api(api).patch_namespaced_secret(  # type: ignore[call-arg]
+            meta["name"],
+            meta["namespace"],
+            secret,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
     )
 
 
@@ -212,13 +315,13 @@ async def post_event(owner: dict[str, Any], reason: str, message: str, *, warnin
         "count": 1,
     }
     # Typed as the CoreV1Event model; the client serialises a plain dict just the same.
-    await client.CoreV1Api(api).create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+    await _timed(client.CoreV1Api(api).create_namespaced_event(meta["namespace"], event))  # type: ignore[arg-type]
 
 
 async def read_service(namespace: str, name: str) -> dict[str, Any] | None:
     api = await connect()
     try:
-        return _plain(api, await client.CoreV1Api(api).read_namespaced_service(name, namespace))
+        return _plain(api, await _timed(client.CoreV1Api(api).read_namespaced_service(name, namespace)))
     except ApiException as error:
         if error.status == 404:
             return None
@@ -243,7 +346,7 @@ async def delete_service(namespace: str, name: str) -> bool:
 async def _deleted(deletion: Awaitable[object]) -> bool:
     """Await a delete call: True once deleted, False when the object was already gone (404)."""
     try:
-        await deletion
+        await _timed(deletion)
     except ApiException as error:
         if error.status == 404:
             return False

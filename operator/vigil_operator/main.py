@@ -25,7 +25,14 @@ import kopf
 import prometheus_client
 
 from vigil_operator import kube, metrics
-from vigil_operator.config import Config, env_flag, non_negative_float, positive_int, resources_json
+from vigil_operator.config import (
+    Config,
+    env_flag,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    resources_json,
+)
 from vigil_operator.election import Elector, own_identity
 from vigil_operator.leader import Timing
 from vigil_operator.prometheus import AccessPolicy
@@ -163,6 +170,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resources of model server containers whose spec sets none, as JSON; {} for none "
         "(env VIGIL_MODEL_SERVER_RESOURCES; default %(default)s)",
     )
+    parser.add_argument(
+        "--api-timeout",
+        type=_seconds,
+        default=defaults.api_timeout_seconds,
+        metavar="SECONDS",
+        help="give up a Kubernetes API call after this; the round is retried with backoff "
+        "(env VIGIL_API_TIMEOUT; default %(default)s)",
+    )
+    parser.add_argument(
+        "--status-heartbeat",
+        type=_seconds,
+        default=defaults.status_heartbeat_seconds,
+        metavar="SECONDS",
+        help="write a check that changed nothing a reader needs to status at most this often "
+        "(env VIGIL_STATUS_HEARTBEAT; default %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.prometheus_allowed_url is None:
@@ -181,12 +204,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _seconds(text: str) -> float:
     """A duration in seconds, with or without a trailing `s` (15, 15s, 1.5s)."""
     try:
-        value = float(text.removesuffix("s"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
-    return value
+        return positive_float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -212,7 +232,8 @@ def _resources(text: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    namespaces = tuple(args.namespace) or Config.from_env().namespaces
+    defaults = Config.from_env()
+    namespaces = tuple(args.namespace) or defaults.namespaces
     if args.all_namespaces:
         namespaces = ()
     config = Config(
@@ -230,6 +251,12 @@ def main(argv: list[str] | None = None) -> None:
         model_server_resources=args.model_server_resources,
         batch_window=args.batch_window_seconds,
         prometheus_concurrency=args.prometheus_concurrency,
+        api_timeout_seconds=args.api_timeout,
+        api_max_in_flight=defaults.api_max_in_flight,
+        retry_base_seconds=defaults.retry_base_seconds,
+        retry_cap_seconds=defaults.retry_cap_seconds,
+        status_heartbeat_seconds=args.status_heartbeat,
+        secret_recheck_seconds=defaults.secret_recheck_seconds,
     )
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("vigil").setLevel(logging.DEBUG if args.verbose else logging.INFO)

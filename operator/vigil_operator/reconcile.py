@@ -2,22 +2,27 @@
 
 The order of writes makes a crash at any point safe: the status (the decision's memory)
 is written first, with the resourceVersion the decision was made on; the Deployment
-follows it. A restarted operator re-reads both and converges on the same outcome.
+follows it. A restarted operator re-reads both and converges on the same outcome. A check
+that changed nothing a reader needs is kept in memory and written with the next change or
+the heartbeat (`pacing.status_write_due`); a restart then repeats that check, nothing more.
 
-The Deployment is applied every round (server-side apply of the fields the operator owns;
-a no-op apply writes nothing), so an edit of those fields is reverted within a round. When
-the API server refuses it, a second status write records the refusal for the conditions.
+Rounds read from the watches (the ModelDeployment's event body, Kopf indexes of the owned
+Deployments and Services), not with GETs. The Deployment is applied whenever the watched one
+differs in a field the operator owns, so an edit of those fields is reverted as soon as its
+event arrives. When the API server refuses it, a second status write records the refusal.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vigil_operator import constants as c
-from vigil_operator import feedback, kube, metrics, prometheus
+from vigil_operator import feedback, kube, metrics, pacing, prometheus
 from vigil_operator.analysis import Measurement, Verdict
 from vigil_operator.batcher import Batcher
 from vigil_operator.batching import CheckRequest, batchable, tick_floor, wake_delay
@@ -29,6 +34,7 @@ from vigil_operator.builders import (
     deployment_for,
     drift,
     feedback_secret_name,
+    needs_apply,
     observe,
     service_for,
     service_url,
@@ -133,18 +139,24 @@ async def run_check(
     return measurement, query
 
 
-async def ensure_feedback_secret(body: dict[str, Any], owner: Owner, logger: logging.Logger) -> None:
+async def ensure_feedback_secret(
+    body: dict[str, Any], owner: Owner, logger: logging.Logger, memory: Memory, config: Config, now: datetime
+) -> None:
     """Create the feedback token Secret, or write a new token when a rotation is asked for.
 
     Before the Deployment, so its pods find the Secret they mount. A refusal (RBAC, a policy) is
     logged and the round goes on: the pods then wait for the Secret, visibly, instead of every
-    other part of the round stalling too.
+    other part of the round stalling too. Read by name (never watched: Secrets stay unlisted),
+    so only when a rotation is new or `secret_recheck_seconds` passed, not every round.
     """
     name = feedback_secret_name(owner.name)
     rotation = feedback.rotation_requested(body)
+    if not pacing.secret_check_due(memory.secret_checked, rotation, now, config.secret_recheck_seconds):
+        return
     try:
         existing = await kube.read_secret_metadata(owner.namespace, name)
         if not feedback.needs_new_token(existing, rotation):
+            memory.secret_checked = (rotation, now)
             return
         await kube.apply_secret(feedback.feedback_secret_for(owner, feedback.new_token(), rotation))
     except kube.ApiException as error:
@@ -153,6 +165,7 @@ async def ensure_feedback_secret(body: dict[str, Any], owner: Owner, logger: log
             raise
         logger.error("cannot write the feedback token Secret %s/%s: %s", owner.namespace, name, refused)
         return
+    memory.secret_checked = (rotation, now)
     what = "created" if existing is None else "rotated" if rotation is not None else "rewritten"
     logger.info("feedback token Secret %s/%s %s", owner.namespace, name, what)
 
@@ -168,15 +181,63 @@ def requested_action(body: dict[str, Any]) -> tuple[Action | None, str | None]:
         return None, raw
 
 
+OWN_VERSIONS_KEPT = 8  # own writes whose watch events may still be on their way
+
+
+@dataclass
+class Memory:
+    """What a supervisor keeps of its object between rounds, so a round needs no GET.
+
+    Lost on a restart, which costs one GET and an early check, nothing more: the status stays
+    the truth. `facts` may be ahead of the stored status by checks that changed nothing a reader
+    needs (`pacing.status_write_due`); they are used only while the status is still `status_seen`.
+    """
+
+    body: dict[str, Any] | None = None  # the ModelDeployment as last seen: a watch event or own write
+    gone: bool = False  # a watch event said it was deleted
+    facts: Facts | None = None  # as decided by the last round
+    status_seen: dict[str, Any] | None = None  # the stored status `facts` go on from
+    secret_checked: tuple[str | None, datetime] | None = None  # (rotation handled, when read)
+    own_versions: deque[str] = field(default_factory=lambda: deque(maxlen=OWN_VERSIONS_KEPT))
+
+    def saw(self, body: dict[str, Any] | None, *, deleted: bool = False) -> None:
+        self.body = kube.cached_view(body) if body is not None else None
+        self.gone = deleted
+
+    def wrote(self, body: dict[str, Any]) -> None:
+        """The object as the operator's own write returned it; its watch event wakes nothing."""
+        self.saw(body)
+        self.own_versions.append(str(body["metadata"]["resourceVersion"]))
+
+    def forget(self) -> None:
+        """After a conflict or a failed round: the next round reads the object afresh."""
+        self.body, self.facts, self.status_seen = None, None, None
+
+
 async def reconcile_once(
-    namespace: str, name: str, config: Config, logger: logging.Logger, batcher: Batcher | None = None
+    namespace: str,
+    name: str,
+    config: Config,
+    logger: logging.Logger,
+    memory: Memory | None = None,
+    cache: kube.WatchCache | None = None,
+    batcher: Batcher | None = None,
 ) -> float | None:
     """One round; returns the seconds until the next one, or None once the object is gone.
+
+    Reads come from `memory` (the watch event's body) and `cache` (the owned objects' watches);
+    only a cold start, a conflict or a due Secret check sends a GET.
 
     With a `batcher`, built-in checks fall on their interval's ticks (`batching.tick_floor`): the
     round that finds one due measures it in the tick's batch and is decided at the tick's time.
     """
-    body = await kube.read_model_deployment(namespace, name)
+    memory = memory if memory is not None else Memory()
+    cache = cache or kube.WatchCache()
+    if memory.gone:
+        return None
+    if memory.body is None:
+        memory.saw(await kube.read_model_deployment(namespace, name))
+    body = memory.body
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     now = datetime.now(UTC)
@@ -189,15 +250,19 @@ async def reconcile_once(
             default_prometheus_url=config.default_prometheus_url,
         )
     except InvalidSpec as error:
-        await _report_invalid_spec(body, str(error), now)
+        reported = await _report_invalid_spec(body, str(error), now)
+        if reported is not None:
+            memory.wrote(reported)
         return INVALID_SPEC_RETRY_SECONDS
 
-    facts = facts_from_status(body.get("status"))
+    previous = body.get("status") or {}
+    facts = memory.facts if memory.facts is not None and memory.status_seen == previous else None
+    facts = facts or facts_from_status(previous)
     action, raw_action = requested_action(body)
-    deployment = await kube.read_deployment(namespace, name)
+    deployment = await cache.deployment(namespace, name)
     observed = observe(deployment, facts.rollout_started_at) if deployment else None
-    # Read whatever the strategy: a candidate left from an earlier rollout must be found to be removed.
-    candidate = await kube.read_deployment(namespace, candidate_name(owner))
+    # Look whatever the strategy: a candidate left from an earlier rollout must be found to be removed.
+    candidate = await cache.deployment(namespace, candidate_name(owner))
     observed_candidate = observe(candidate, facts.rollout_started_at) if candidate else None
 
     measurement, query = None, ""
@@ -237,10 +302,8 @@ async def reconcile_once(
             replicas=spec.replicas,
         )
     )
-    previous = body.get("status") or {}
-    written = await _write_status(body, spec, decision.facts, now, previous, meta["resourceVersion"])
-    if written is None:  # the object changed under us: decide again on fresh data
-        return CONFLICT_RETRY_SECONDS
+    if not await _store(memory, spec, decision.facts, now, config):
+        return CONFLICT_RETRY_SECONDS  # the object changed under us: decide again on fresh data
     await _post_events(body, decision.events, now, logger)
     # A measurement decide() dropped (an action changed the plan) left the old record in place.
     check = decision.facts.last_check if decision.facts.last_check != facts.last_check else None
@@ -251,28 +314,43 @@ async def reconcile_once(
             await kube.post_event(body, Reason.ACTION_IGNORED, message, warning=True, now=to_timestamp(now))
         # Cleared before anything else can fail, so an action is never applied twice; the
         # second status write below goes on from the object as cleared.
-        written = (written[0], await kube.clear_action(namespace, name))
+        memory.wrote(await kube.clear_action(namespace, name))
 
-    await ensure_feedback_secret(body, owner, logger)
+    await ensure_feedback_secret(body, owner, logger, memory, config, now)
     refused, refused_specs = await _apply_tracks(
-        body, owner, spec, decision, config, now, logger, candidate is not None
+        body, owner, spec, decision, config, now, logger, cache, candidate is not None
     )
     applied_facts, events = record_apply(decision.facts, refused, refused_specs)
     metrics.record_state(
         namespace, name, metrics.object_state(applied_facts, spec.analysis, spec.release, spec.replicas)
     )
     if applied_facts != decision.facts:
-        stored, resource_version = written
-        if await _write_status(body, spec, applied_facts, now, stored, resource_version) is None:
+        if not await _store(memory, spec, applied_facts, now, config):
             return CONFLICT_RETRY_SECONDS
         await _post_events(body, events, now, logger)
-    if await kube.read_service(namespace, name) is None:
+    if await cache.service(namespace, name) is None:
         await kube.apply_service(service_for(owner))
     if on_ticks:  # wake for the next check at its tick, whenever this round ended
         wake_at = now + timedelta(seconds=decision.requeue_after)
         next_check = next_check_at(applied_facts, spec.analysis)
         return wake_delay(datetime.now(UTC), wake_at, next_check, spec.analysis.interval)
     return decision.requeue_after
+
+
+async def _store(
+    memory: Memory, spec: ModelDeploymentSpec, facts: Facts, now: datetime, config: Config
+) -> bool:
+    """Write the status of `facts` when `pacing.status_write_due` says so, and remember `facts`
+    either way; False when the object changed since it was read (409: read it afresh)."""
+    assert memory.body is not None
+    written = await _write_status(memory.body, spec, facts, now, config.status_heartbeat_seconds)
+    if written is None:
+        memory.forget()
+        return False
+    if written is not memory.body:
+        memory.wrote(written)
+    memory.facts, memory.status_seen = facts, (memory.body or {}).get("status") or {}
+    return True
 
 
 async def _apply_tracks(
@@ -283,6 +361,7 @@ async def _apply_tracks(
     config: Config,
     now: datetime,
     logger: logging.Logger,
+    cache: kube.WatchCache,
     candidate_exists: bool,
 ) -> tuple[str | None, tuple[str, ...]]:
     """Make the Deployments (and a shadow's Service) run what the decision's tracks say.
@@ -312,7 +391,7 @@ async def _apply_tracks(
             **options,
         )
         live_candidate = (
-            await kube.read_deployment(namespace, candidate_name(owner)) if candidate_exists else None
+            await cache.deployment(namespace, candidate_name(owner)) if candidate_exists else None
         )
         await refusals.apply(body, live_candidate, wanted_candidate, now, logger)
     wanted = deployment_for(
@@ -323,9 +402,9 @@ async def _apply_tracks(
         mirror_url=mirror_url,
         **options,
     )
-    # Read again just before the apply: an edit made while this round queried Prometheus would
-    # otherwise be reverted without its DriftCorrected event (the first read predates it).
-    live = await kube.read_deployment(namespace, owner.name)
+    # Look again just before the apply: an edit made while this round queried Prometheus would
+    # otherwise be reverted without its DriftCorrected event (the first look predates it).
+    live = await cache.deployment(namespace, owner.name)
     await refusals.apply(body, live, wanted, now, logger)
     if (
         tracks.candidate is None
@@ -334,7 +413,7 @@ async def _apply_tracks(
     ):
         logger.info("candidate Deployment %s/%s deleted", namespace, candidate_name(owner))
     name = service["metadata"]["name"]
-    if not tracks.mirrored and await kube.read_service(namespace, name) is not None:
+    if not tracks.mirrored and await cache.service(namespace, name) is not None:
         await kube.delete_service(namespace, name)
         logger.info("candidate Service %s/%s deleted", namespace, name)
     return refusals.message, tuple(refusals.specs)
@@ -399,25 +478,20 @@ def _remember_refusal(key: tuple[str, str, str]) -> None:
 
 
 async def _write_status(
-    body: dict[str, Any],
-    spec: ModelDeploymentSpec,
-    facts: Facts,
-    now: datetime,
-    previous: dict[str, Any],
-    resource_version: str,
-) -> tuple[dict[str, Any], str] | None:
-    """Store the status of `facts` unless unchanged; the status as stored and the new
-    resourceVersion, or None when the object changed since `resource_version` (409)."""
+    body: dict[str, Any], spec: ModelDeploymentSpec, facts: Facts, now: datetime, heartbeat_seconds: float
+) -> dict[str, Any] | None:
+    """Store the status of `facts` over `body`'s when due (`pacing.status_write_due`); the object
+    as written, `body` itself when no write was due, or None when `body` is stale (409)."""
     meta = body["metadata"]
+    previous = body.get("status") or {}
     generation = meta.get("generation", 0)
     status = status_of(
         facts, spec.analysis, spec.release, generation, now, previous.get("conditions"), spec.replicas
     )
-    stored = _as_stored(status)
-    if stored == previous:  # skip no-op writes
-        return previous, resource_version
+    if not pacing.status_write_due(previous, _as_stored(status), now, heartbeat_seconds):
+        return body
     try:
-        return stored, await kube.write_status(meta["namespace"], meta["name"], status, resource_version)
+        return await kube.write_status(meta["namespace"], meta["name"], status, meta["resourceVersion"])
     except kube.ApiException as error:
         if kube.is_conflict(error):
             return None
@@ -441,11 +515,14 @@ async def _apply_deployment(
     now: datetime,
     logger: logging.Logger,
 ) -> str | None:
-    """Apply the owned fields every round, so an edit of them is reverted (with an event).
+    """Apply the owned fields when the watched Deployment differs from them, so an edit of them
+    is reverted (with an event) as soon as its watch event arrives.
 
     Returns the API server's message when it refuses the Deployment (a bad label key, a policy
     webhook's deny); transient errors raise, and the supervisor retries.
     """
+    if not needs_apply(live, wanted):  # a no-op apply is still a request per object per round
+        return None
     try:
         applied = await kube.apply_deployment(wanted)
     except kube.ApiException as error:
@@ -503,13 +580,13 @@ def _count(
 
 async def _report_invalid_spec(
     body: dict[str, Any], message: str, now: datetime, reason: str = "InvalidSpec"
-) -> None:
+) -> dict[str, Any] | None:
     """A spec the CRD schema let through but the operator cannot act on: say so, change nothing."""
     message = bounded(message)
     meta = body["metadata"]
     status = dict(body.get("status") or {})
     if status.get("message") == message:
-        return
+        return None
     status.update(
         observedGeneration=meta.get("generation", 0),
         message=message,
@@ -527,5 +604,6 @@ async def _report_invalid_spec(
             for kind, value in (("Ready", "False"), ("Stalled", "True"))
         ],
     )
-    await kube.write_status(meta["namespace"], meta["name"], status, meta["resourceVersion"])
+    written = await kube.write_status(meta["namespace"], meta["name"], status, meta["resourceVersion"])
     await kube.post_event(body, reason, message, warning=True, now=to_timestamp(now))
+    return written

@@ -72,7 +72,11 @@ def watch_for_weeks(stack: Stack, model: TrainedModel) -> None:
     ).start()
     try:
         metrics_port = free_port()
-        stack.start_operator(metrics_port=metrics_port)
+        # Status rewritten with every check (the heartbeat at its floor), so that `status.watch`
+        # shows every label counted, not the last write's count, which the heartbeat lets lag.
+        stack.start_operator(
+            metrics_port=metrics_port, args=["--namespace", stack.namespace, "--status-heartbeat", "0.001"]
+        )
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         url = stack.prometheus.url
         for name in (*HEALTHY, "drift"):

@@ -24,6 +24,7 @@ from vigil_operator.builders import (
     candidate_service_for,
     deployment_for,
     drift,
+    needs_apply,
     observe,
     owner_reference,
     service_for,
@@ -652,3 +653,19 @@ def test_a_canarys_ready_pods_behind_the_service_are_counted(
 ) -> None:
     observed = observe(_candidate_observed(in_service, generation, **status))
     assert observed.ready_in_service == ready
+
+
+def test_a_deployment_that_carries_every_owned_field_needs_no_apply() -> None:
+    wanted = deployment_for(OWNER, SPEC, SPEC.release)
+    live = copy.deepcopy(wanted)
+    live["status"] = {"replicas": 1}
+    live["spec"]["template"]["metadata"]["annotations"]["injected-by-webhook"] = "yes"
+    live["spec"]["template"]["spec"]["schedulerName"] = "default-scheduler"  # a server default, not owned
+    assert not needs_apply(live, wanted)
+    assert needs_apply(None, wanted)
+    edited = copy.deepcopy(live)
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
+    assert needs_apply(edited, wanted)
+    other_intent = copy.deepcopy(live)
+    other_intent["metadata"]["labels"]["vigil.dev/spec-hash"] = "0000"
+    assert needs_apply(other_intent, wanted)

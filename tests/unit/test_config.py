@@ -93,3 +93,38 @@ def test_batched_analysis_settings_from_the_command_line() -> None:
     assert (args.batch_window_seconds, args.prometheus_concurrency) == (0.5, 8)
     with pytest.raises(SystemExit):
         parse_args(["--batch-window-seconds=nan"])
+
+
+def test_api_pacing_has_bounded_defaults_and_comes_from_the_environment() -> None:
+    default = Config.from_env({})
+    assert default.api_timeout_seconds == 30.0
+    assert default.api_max_in_flight == 32
+    assert (default.retry_base_seconds, default.retry_cap_seconds) == (1.0, 300.0)
+    assert default.status_heartbeat_seconds == 300.0
+    assert default.secret_recheck_seconds == 600.0
+    config = Config.from_env(
+        {
+            "VIGIL_API_TIMEOUT": "5s",
+            "VIGIL_API_MAX_IN_FLIGHT": "8",
+            "VIGIL_RETRY_BASE": "0.5",
+            "VIGIL_RETRY_CAP": "60",
+            "VIGIL_STATUS_HEARTBEAT": "120",
+            "VIGIL_SECRET_RECHECK": "900",
+        }
+    )
+    assert (config.api_timeout_seconds, config.api_max_in_flight) == (5.0, 8)
+    assert (config.retry_base_seconds, config.retry_cap_seconds) == (0.5, 60.0)
+    assert (config.status_heartbeat_seconds, config.secret_recheck_seconds) == (120.0, 900.0)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "soon"])
+def test_a_timeout_must_be_a_positive_number_of_seconds(bad: str) -> None:
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        Config.from_env({"VIGIL_API_TIMEOUT": bad})
+    with pytest.raises(SystemExit):
+        parse_args([f"--api-timeout={bad}"])
+
+
+def test_timeouts_and_the_heartbeat_from_the_command_line() -> None:
+    args = parse_args(["--api-timeout=12", "--status-heartbeat=60s"])
+    assert (args.api_timeout, args.status_heartbeat) == (12.0, 60.0)

@@ -9,7 +9,9 @@ the heartbeat (`pacing.status_write_due`); a restart then repeats that check, no
 Rounds read from the watches (the ModelDeployment's event body, Kopf indexes of the owned
 Deployments and Services), not with GETs. The Deployment is applied whenever the watched one
 differs in a field the operator owns, so an edit of those fields is reverted as soon as its
-event arrives. When the API server refuses it, a second status write records the refusal.
+event arrives. When the API server refuses it, a second status write records the refusal,
+and the same Deployment is sent again at most once a minute (`_Refusals`). With batching on,
+built-in checks fall on their interval's ticks and share one query per Prometheus (`Batcher`).
 """
 
 from __future__ import annotations

@@ -212,8 +212,21 @@ class Memory:
         self.own_versions.append(str(body["metadata"]["resourceVersion"]))
 
     def forget(self) -> None:
-        """After a conflict or a failed round: the next round reads the object afresh."""
+        """After a failed round: the next round reads the object afresh, facts included."""
         self.body, self.facts, self.status_seen = None, None, None
+
+    def stale(self) -> None:
+        """After a conflict (409): the next round reads the object afresh. `facts` stay: they are
+        used only if the fresh status is still `status_seen` (`facts_to_go_on`), and losing them
+        would repeat a check the status does not show yet (with batching: a query of its own)."""
+        self.body = None
+
+    def facts_to_go_on(self, status: dict[str, Any]) -> Facts:
+        """The last round's facts while the stored status is the one they went on from; otherwise
+        (a restart, someone else's status write) the stored status's."""
+        if self.facts is not None and self.status_seen == status:
+            return self.facts
+        return facts_from_status(status)
 
 
 async def reconcile_once(
@@ -257,9 +270,7 @@ async def reconcile_once(
             memory.wrote(reported)
         return INVALID_SPEC_RETRY_SECONDS
 
-    previous = body.get("status") or {}
-    facts = memory.facts if memory.facts is not None and memory.status_seen == previous else None
-    facts = facts or facts_from_status(previous)
+    facts = memory.facts_to_go_on(body.get("status") or {})
     action, raw_action = requested_action(body)
     deployment = await cache.deployment(namespace, name)
     observed = observe(deployment, facts.rollout_started_at) if deployment else None
@@ -347,7 +358,7 @@ async def _store(
     assert memory.body is not None
     written = await _write_status(memory.body, spec, facts, now, config.status_heartbeat_seconds)
     if written is None:
-        memory.forget()
+        memory.stale()
         return False
     if written is not memory.body:
         memory.wrote(written)

@@ -81,19 +81,28 @@ def test_a_leader_whose_lease_is_taken_steps_down(
             await asyncio.wait_for(leader.acquire(), 10)
             renewing = asyncio.create_task(leader.keep_leading())
             await asyncio.sleep(FAST.retry_period)
-            # Someone (a person, a clock far off) writes another holder into the Lease.
-            found = await kube.read_lease(api, namespace, "vigil-operator", 5)
-            assert found is not None
-            spec, version = found
-            await kube.write_lease(
-                api,
-                namespace,
-                "vigil-operator",
-                {**spec, "holderIdentity": "intruder"},
-                version,
-                labels={},
-                timeout=5,
-            )
+            # Someone (a person, a clock far off) writes another holder into the Lease. The leader
+            # renews every retry period: a renewal between our read and write is a 409, read again.
+            for _ in range(20):
+                found = await kube.read_lease(api, namespace, "vigil-operator", 5)
+                assert found is not None
+                spec, version = found
+                try:
+                    await kube.write_lease(
+                        api,
+                        namespace,
+                        "vigil-operator",
+                        {**spec, "holderIdentity": "intruder"},
+                        version,
+                        labels={},
+                        timeout=5,
+                    )
+                    break
+                except kube.ApiException as error:
+                    if error.status != 409:
+                        raise
+            else:
+                pytest.fail("every write of the intruder's Lease met a renewal (409)")
             await asyncio.wait_for(renewing, FAST.retry_period * 3)
             assert not leader.leading
         finally:

@@ -28,6 +28,7 @@ from vigil_model_server.object_store import (
     ObjectStoreError,
     ObjectStoreUnavailable,
     parse_object_uri,
+    read_capped,
     read_object,
     too_large,
 )
@@ -356,14 +357,8 @@ def _read_body(
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise LoadError(f"{shown}: {too_large(max_bytes)}")
-    content = bytearray()
-    for chunk in response.iter_raw():
-        content += chunk
-        if len(content) > max_bytes:
-            raise LoadError(f"{shown}: {too_large(max_bytes)}")
-        if time.monotonic() > deadline:
-            raise too_slow
-    return bytes(content)
+    too_big = LoadError(f"{shown}: {too_large(max_bytes)}")
+    return read_capped(response.iter_raw(), max_bytes, deadline, too_big, too_slow)
 
 
 def _describe(error: Exception) -> str:

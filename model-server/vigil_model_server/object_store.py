@@ -19,7 +19,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -28,6 +28,7 @@ from vigil_model_server.redaction import redact_text
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, GCSConfig, ObjectStore, RetryConfig, S3Config
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 OBJECT_SCHEMES = ("s3", "gs")
 # Variables whose values are credentials (or identify one); none of them is ever shown.
@@ -116,19 +117,27 @@ def read_object(
         declared = result.meta["size"]
         if declared > max_bytes:
             raise ObjectStoreError(f"{location.shown}: {too_large(max_bytes)}")
-        content = bytearray()
-        for chunk in result.stream(min_chunk_size=CHUNK_BYTES):
-            content += chunk
-            if len(content) > max_bytes:
-                raise ObjectStoreError(f"{location.shown}: {too_large(max_bytes)}")
-            if time.monotonic() > deadline:
-                raise too_slow
-        return bytes(content)
+        too_big = ObjectStoreError(f"{location.shown}: {too_large(max_bytes)}")
+        return read_capped(result.stream(min_chunk_size=CHUNK_BYTES), max_bytes, deadline, too_big, too_slow)
     except (BaseError, OSError, RuntimeError, ValueError) as error:
         # The store's client gives up at the deadline with an error of its own: say which.
         if time.monotonic() >= deadline:
             raise too_slow from None
         raise _classified(location, error, environ) from None
+
+
+def read_capped(
+    chunks: Iterable[Buffer], max_bytes: int, deadline: float, too_big: Exception, too_slow: Exception
+) -> bytes:
+    """The chunks joined; `too_big` once past `max_bytes`, `too_slow` once past `deadline` (monotonic)."""
+    content = bytearray()
+    for chunk in chunks:
+        content += chunk
+        if len(content) > max_bytes:
+            raise too_big
+        if time.monotonic() > deadline:
+            raise too_slow
+    return bytes(content)
 
 
 def too_large(max_bytes: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from harness.ports import free_port
-from harness.waiting import wait_for
+from harness.waiting import WaitTimeout, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = REPO_ROOT / "bin"
@@ -263,9 +264,30 @@ class LocalCluster:
         return result
 
     def apply_crds(self) -> None:
-        """Apply crds/ (idempotent) and wait until every CRD is Established."""
+        """Apply crds/ (idempotent) and wait until every CRD is Established.
+
+        The wait polls each CRD's conditions instead of one `kubectl wait`: on a loaded machine
+        that single call once failed after the API server had answered the apply, and said
+        nothing about why. A transient error is retried; a timeout reports what was last seen.
+        """
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR))
+        names = self.kubectl("get", "-f", str(CRDS_DIR), "-o", "name").stdout.split()
+
+        def established() -> bool:
+            missing = []
+            for name in names:
+                crd = json.loads(self.kubectl("get", name, "-o", "json").stdout)
+                conditions = crd.get("status", {}).get("conditions", [])
+                if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    missing.append(f"{name}: {conditions}")
+            if missing:
+                raise AssertionError("not Established yet: " + "; ".join(missing))
+            return True
+
+        try:
+            wait_for(established, timeout=180, interval=0.5, what="Vigil's CRDs to be Established")
+        except WaitTimeout as error:
+            raise RuntimeError(f"{error}\n{self.component_logs()}") from None
 
     def component_logs(self, tail: int = 40) -> str:
         logs_dir = self.kwok_workdir / "clusters" / self.name / "logs"

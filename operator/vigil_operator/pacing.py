@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from vigil_operator import constants as c
+
 # What a reader of the status acts on: the phase, the releases, the conditions' verdicts, the
 # streaks towards promotion or rollback, the last verdict. A change of any of them is written at
 # once; the rest (the last check's numbers and time, the CUSUM state, the messages that quote
@@ -110,3 +112,21 @@ def own_write(resource_version: str | None, own_versions: set[str] | frozenset[s
     must not wake it for another round: that would be a second round per write, forever.
     """
     return resource_version is not None and resource_version in own_versions
+
+
+def supersedes(seen: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Whether `new` (a watch event's object) makes a round working from `seen` moot: a spec
+    change (a new generation), a new or changed action annotation, a deletion.
+
+    A round waiting for its check (a batch window, a slow Prometheus) would otherwise hold a
+    user's change back until the check answered; status writes and label changes do not count.
+    """
+    if seen is None or new is None:
+        return new is not seen
+    old_meta, new_meta = seen.get("metadata") or {}, new.get("metadata") or {}
+    return (
+        old_meta.get("generation") != new_meta.get("generation")
+        or (old_meta.get("annotations") or {}).get(c.ANNOTATION_ACTION)
+        != (new_meta.get("annotations") or {}).get(c.ANNOTATION_ACTION)
+        or (new_meta.get("deletionTimestamp") is not None and old_meta.get("deletionTimestamp") is None)
+    )

@@ -16,12 +16,14 @@ built-in checks fall on their interval's ticks and share one query per Prometheu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from vigil_operator import constants as c
 from vigil_operator import feedback, kube, metrics, pacing, prometheus
@@ -63,6 +65,7 @@ from vigil_operator.text import bounded
 
 INVALID_SPEC_RETRY_SECONDS = 60.0
 CONFLICT_RETRY_SECONDS = 0.2
+T = TypeVar("T")
 DRIFT_CHANGES_SHOWN = 5  # an event message stays readable; the rest is counted
 
 
@@ -201,8 +204,13 @@ class Memory:
     status_seen: dict[str, Any] | None = None  # the stored status `facts` go on from
     secret_checked: tuple[str | None, datetime] | None = None  # (rotation handled, when read)
     own_versions: deque[str] = field(default_factory=lambda: deque(maxlen=OWN_VERSIONS_KEPT))
+    # Set when an event supersedes the body a round started from (`pacing.supersedes`): the
+    # round drops the check it is waiting for and starts again on the new body.
+    superseded: asyncio.Event = field(default_factory=asyncio.Event)
 
     def saw(self, body: dict[str, Any] | None, *, deleted: bool = False) -> None:
+        if deleted or pacing.supersedes(self.body, body):
+            self.superseded.set()
         self.body = kube.cached_view(body) if body is not None else None
         self.gone = deleted
 
@@ -252,6 +260,7 @@ async def reconcile_once(
         return None
     if memory.body is None:
         memory.saw(await kube.read_model_deployment(namespace, name))
+    memory.superseded.clear()
     body = memory.body
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
@@ -294,9 +303,14 @@ async def reconcile_once(
             # Read `evaluationDelay` in the past so late scrapes are in; every check shifts alike,
             # so back-to-back ranges still meet.
             at = now - timedelta(seconds=spec.analysis.evaluation_delay)
-            measurement, query = await run_check(
-                spec, target, plan, at=at, policy=config.prometheus_policy, batcher=batcher
+            checked = await _unless_superseded(
+                run_check(spec, target, plan, at=at, policy=config.prometheus_policy, batcher=batcher),
+                memory,
             )
+            if checked is None:
+                logger.debug("%s/%s changed while its check waited; deciding again", namespace, name)
+                return 0.0
+            measurement, query = checked
 
     decision = decide(
         Inputs(
@@ -348,6 +362,22 @@ async def reconcile_once(
         next_check = next_check_at(applied_facts, spec.analysis)
         return wake_delay(datetime.now(UTC), wake_at, next_check, spec.analysis.interval)
     return decision.requeue_after
+
+
+async def _unless_superseded(check: Awaitable[T], memory: Memory) -> T | None:
+    """The check's answer, or None (the check cancelled) once an event supersedes the round's
+    body: a spec change or an action then waits for nothing (a batch window, a slow Prometheus).
+    A check is read-only, so dropping it leaves nothing half done; the next round makes it again."""
+    checking = asyncio.ensure_future(check)
+    superseded = asyncio.ensure_future(memory.superseded.wait())
+    try:
+        await asyncio.wait((checking, superseded), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        superseded.cancel()
+        if not checking.done():
+            checking.cancel()
+            await asyncio.gather(checking, return_exceptions=True)
+    return checking.result() if not checking.cancelled() else None
 
 
 async def _store(

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vigil_operator.pacing import own_write, retry_delay, secret_check_due, significant, status_write_due
+from vigil_operator.pacing import (
+    own_write,
+    retry_delay,
+    secret_check_due,
+    significant,
+    status_write_due,
+    supersedes,
+)
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 HEARTBEAT = 300.0
@@ -114,3 +121,38 @@ def test_only_the_operators_own_writes_are_recognised() -> None:
     assert own_write("42", {"41", "42"})
     assert not own_write("43", {"41", "42"})
     assert not own_write(None, {"41"})
+
+
+def md(generation: int = 1, action: str | None = None, deleting: bool = False, rv: str = "5") -> dict:
+    meta: dict = {"generation": generation, "resourceVersion": rv, "annotations": {}}
+    if action is not None:
+        meta["annotations"]["vigil.dev/action"] = action
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-30T12:00:00Z"
+    return {"metadata": meta, "status": {"phase": "Promoted"}}
+
+
+def test_a_spec_change_an_action_or_a_deletion_supersedes_the_body_a_round_started_from() -> None:
+    assert supersedes(md(1), md(2))
+    assert supersedes(md(1), md(1, action="rollback"))
+    assert supersedes(md(1, action="retry"), md(1, action="rollback"))
+    assert supersedes(md(1), md(1, deleting=True))
+    assert supersedes(None, md(1))
+    assert supersedes(md(1), None)
+
+
+def test_a_status_write_or_a_cleared_action_does_not_supersede_a_round() -> None:
+    written = md(1, rv="6")
+    written["status"] = {"phase": "Degraded"}
+    assert not supersedes(md(1), written)
+    assert not supersedes(md(1, deleting=True), md(1, deleting=True, rv="7"))
+    assert not supersedes(None, None)
+
+
+@given(st.integers(1, 5), st.integers(1, 5), st.sampled_from([None, "retry", "rollback"]), st.booleans())
+def test_supersedes_is_exactly_a_new_generation_action_or_deletion(
+    old: int, new: int, action: str | None, deleting: bool
+) -> None:
+    assert supersedes(md(old), md(new, action=action, deleting=deleting)) == (
+        old != new or action is not None or deleting
+    )

@@ -24,6 +24,8 @@ from harness.traffic import TrafficGenerator
 from harness.waiting import wait_for
 
 GROUP_PATH = "/apis/vigil.dev/v1alpha1"
+# Status written with every check (see `Stack.start_operator`).
+STATUS_HEARTBEAT_SECONDS = 0.001
 
 # Fast analysis settings, so a scenario takes seconds: checks every 2 s, 50 labels minimum.
 FAST_ANALYSIS = {
@@ -90,11 +92,19 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
 
     def start_operator(
-        self, kubeconfig: Path | None = None, args: Sequence[str] | None = None, metrics_port: int = 0
+        self,
+        kubeconfig: Path | None = None,
+        args: Sequence[str] | None = None,
+        metrics_port: int = 0,
+        status_heartbeat: float | None = STATUS_HEARTBEAT_SECONDS,
     ) -> LocalProcess:
         """The operator as a local process: by default with the cluster's admin kubeconfig and
         `--namespace` of this test; `kubeconfig` (e.g. a ServiceAccount token's) and `args`
-        (e.g. the chart's, instead of `--namespace`) replace those. Ports are always free ones."""
+        (e.g. the chart's, instead of `--namespace`) replace those. Ports are always free ones.
+
+        Every check is written to status by default (`status_heartbeat`), since tests wait for
+        `status.lastCheck` to move; None keeps the operator's own pacing (300 s after promotion).
+        """
         self.operator_port = free_port()
         env = {
             "KUBECONFIG": str(kubeconfig or self.cluster.kubeconfig),
@@ -110,6 +120,8 @@ class Stack:
             str(metrics_port),
             "--verbose",
         ]
+        if status_heartbeat is not None:  # after `args`: the last one wins over the chart's
+            argv += ["--status-heartbeat", str(status_heartbeat)]
         self.operator = self.processes.start("operator", argv, env=env)
         wait_for(self._operator_live, timeout=60, what="the operator's liveness endpoint")
         return self.operator

@@ -83,6 +83,8 @@ def test_actions_wait_for_the_operator_and_say_what_it_did(
     assert "ActionIgnored" in again.stdout
     assert "promote: nothing under analysis in phase Promoted" in again.stdout
 
+    # The watch's first check comes on the next tick of the analysis interval.
+    stack.wait_status("iris", lambda s: s.get("lastCheck"), what="the first check after promotion")
     table = kubectl_vigil(stack, "get")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()

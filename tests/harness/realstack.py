@@ -283,6 +283,9 @@ class RealStack:
             # SERVER_IMAGE), loaded into containerd: nothing to pull.
             *("--set", "image.pullPolicy=Never"),
             *("--set", f"watchNamespaces={{{MODELS_NAMESPACE}}}"),
+            # Every check written to status: the count comparison reads each check's
+            # `status.watch`, which the default heartbeat (300 s) lets lag after promotion.
+            *("--set", "statusHeartbeatSeconds=0.001"),
             *monitoring,
         )
 

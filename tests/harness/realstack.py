@@ -285,7 +285,7 @@ class RealStack:
             *("--set", f"watchNamespaces={{{MODELS_NAMESPACE}}}"),
             # Every check written to status: the count comparison reads each check's
             # `status.watch`, which the default heartbeat (300 s) lets lag after promotion.
-            *("--set", "statusHeartbeatSeconds=0.001"),
+            *("--set-json", "statusHeartbeatSeconds=0.001"),  # --set makes 0.001 a string
             *monitoring,
         )
 

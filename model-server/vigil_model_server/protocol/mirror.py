@@ -13,9 +13,9 @@ of `instances`; `predictions` holds its `predict` output for every row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import orjson
 
 from vigil_model_server.errors import ApiError, invalid, malformed
 from vigil_model_server.protocol.arrays import rows_from_instances
@@ -68,14 +68,49 @@ def parse_mirror_request(payload: object, stable_version: str) -> MirrorRequest:
     return MirrorRequest(sent_version, ids, row_counts, rows, payload["predictions"])
 
 
-def mirror_document(
-    stable_version: str, ids: list[str], row_counts: list[int], rows: np.ndarray, predictions: np.ndarray
-) -> dict[str, Any]:
-    """The mirror document for requests the stable release answered (orjson writes the arrays)."""
-    return {
-        "stable_version": stable_version,
-        "ids": ids,
-        "row_counts": row_counts,
-        "instances": rows,
-        "predictions": predictions if predictions.dtype.kind in "biuf" else predictions.tolist(),
-    }
+class MirrorDocumentWriter:
+    """Writes a mirror document a few requests at a time, so that no single step is long.
+
+    The stable release builds it on its serving loop: a whole post of 512 requests encoded at
+    once held every request in flight for 0.2-0.5 ms, about 30 times a second, enough to move
+    p99. `add` encodes one chunk (its parts go straight into the JSON arrays); `document` joins.
+    """
+
+    def __init__(self, stable_version: str) -> None:
+        self._stable_version = stable_version
+        self._ids: list[bytes] = []
+        self._row_counts: list[bytes] = []
+        self._instances: list[bytes] = []
+        self._predictions: list[bytes] = []
+
+    def add(self, ids: list[str], row_counts: list[int], rows: np.ndarray, predictions: np.ndarray) -> None:
+        """Append requests `ids`, with `row_counts[i]` rows each, in order."""
+        self._ids.append(_items(ids))
+        self._row_counts.append(_items(row_counts))
+        self._instances.append(_items(rows))
+        self._predictions.append(
+            _items(predictions if predictions.dtype.kind in "biuf" else predictions.tolist())
+        )
+
+    def document(self) -> bytes:
+        """The JSON document of every request added, in the order added."""
+        return b"".join(
+            (
+                b'{"stable_version":',
+                orjson.dumps(self._stable_version),
+                b',"ids":[',
+                b",".join(self._ids),
+                b'],"row_counts":[',
+                b",".join(self._row_counts),
+                b'],"instances":[',
+                b",".join(self._instances),
+                b'],"predictions":[',
+                b",".join(self._predictions),
+                b"]}",
+            )
+        )
+
+
+def _items(values: object) -> bytes:
+    """A JSON array's items without its brackets (orjson writes numpy arrays natively)."""
+    return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]

@@ -130,3 +130,16 @@ def supersedes(seen: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
         != (new_meta.get("annotations") or {}).get(c.ANNOTATION_ACTION)
         or (new_meta.get("deletionTimestamp") is not None and old_meta.get("deletionTimestamp") is None)
     )
+
+
+def spec_unapplied(body: dict[str, Any]) -> bool:
+    """Whether the object's spec changed since the operator last wrote its status.
+
+    Such a round applies the change and makes no check: the check would judge what the change
+    may replace, and with batching it would come after its tick's query had left (the round
+    that saw the change first dropped its check, `supersedes`), a query of its own. It comes on
+    the next tick instead.
+    """
+    generation = (body.get("metadata") or {}).get("generation")
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is not None and generation != observed

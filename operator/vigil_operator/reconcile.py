@@ -288,7 +288,7 @@ async def reconcile_once(
     observed_candidate = observe(candidate, facts.rollout_started_at) if candidate else None
 
     measurement, query = None, ""
-    plan = check_due(facts, spec.analysis, now)
+    plan = None if pacing.spec_unapplied(body) else check_due(facts, spec.analysis, now)
     on_ticks = batcher is not None and spec.analysis.builtin
     if plan is not None and facts.current is not None:
         target = Target(name=name, namespace=namespace, version=facts.current.version)

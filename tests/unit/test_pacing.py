@@ -13,6 +13,7 @@ from vigil_operator.pacing import (
     retry_delay,
     secret_check_due,
     significant,
+    spec_unapplied,
     status_write_due,
     supersedes,
 )
@@ -156,3 +157,10 @@ def test_supersedes_is_exactly_a_new_generation_action_or_deletion(
     assert supersedes(md(old), md(new, action=action, deleting=deleting)) == (
         old != new or action is not None or deleting
     )
+
+
+def test_a_round_on_a_spec_the_status_has_not_seen_makes_no_check() -> None:
+    assert spec_unapplied({"metadata": {"generation": 3}, "status": {"observedGeneration": 2}})
+    assert not spec_unapplied({"metadata": {"generation": 3}, "status": {"observedGeneration": 3}})
+    # A new object has no status yet: nothing to check anyway, and nothing to hold back.
+    assert not spec_unapplied({"metadata": {"generation": 1}})

@@ -25,11 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from harness.ports import free_port  # noqa: E402
 from harness.processes import ProcessGroup  # noqa: E402
-from harness.prometheus import LocalPrometheus  # noqa: E402
+from harness.prometheus import LocalPrometheus, queries_answered  # noqa: E402
 from harness.waiting import wait_for  # noqa: E402
 from vigil_operator import prometheus as adapter  # noqa: E402
 from vigil_operator.batcher import Batcher  # noqa: E402
@@ -44,16 +43,6 @@ NAMESPACE = "bench"
 # interval fails and marks every series stale, so this scrapes every 5 s and checks every 10 s.
 SCRAPE_SECONDS = 5
 INTERVAL = 10.0
-
-
-def queries_answered(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "prometheus_http_requests_total" and sample.labels.get("handler") == "/api/v1/query"
-    )
 
 
 async def tick(url: str, targets: list[Target], at: datetime, batcher: Batcher | None) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.cluster import BIN_DIR
 from harness.ports import free_port
@@ -31,6 +32,17 @@ def prometheus3_binary() -> str:
     if not path.exists():
         raise RuntimeError(f"{path} not found; run `make node-tools` (builds Prometheus 3 from Go modules)")
     return str(path)
+
+
+def queries_answered(url: str) -> float:
+    """Instant queries the Prometheus at `url` has answered, from its own /metrics (no query itself)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "prometheus_http_requests_total" and sample.labels.get("handler") == "/api/v1/query"
+    )
 
 
 @dataclass(frozen=True)

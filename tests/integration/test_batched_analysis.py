@@ -13,14 +13,12 @@ from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness.ports import free_port
 from harness.processes import ProcessGroup
-from harness.prometheus import LocalPrometheus, ScrapeTarget
+from harness.prometheus import LocalPrometheus, ScrapeTarget, queries_answered
 from harness.silent import silent_server
 from vigil_operator import prometheus as adapter
 from vigil_operator.analysis import Measurement
@@ -48,17 +46,6 @@ def targets(count: int, prefix: str = "model-") -> list[Target]:
 def spec(url: str, timeout: float = 10.0) -> ModelDeploymentSpec:
     analysis = AnalysisSpec(prometheus_url=url, interval=INTERVAL, query_timeout=timeout)
     return ModelDeploymentSpec(release=Release("v1", "/m.joblib", "img"), analysis=analysis)
-
-
-def queries_answered(prometheus: LocalPrometheus) -> float:
-    """Instant queries Prometheus has answered, from its own /metrics (which is no query itself)."""
-    text = httpx.get(f"{prometheus.url}/metrics", timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "prometheus_http_requests_total" and sample.labels.get("handler") == "/api/v1/query"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +101,9 @@ def test_objects_due_on_a_tick_share_one_query_and_get_their_own_counts(streamed
     async def run() -> tuple[float, list[list[Measurement]], list[Measurement]]:
         batcher = Batcher()
         try:
-            before = queries_answered(streamed)
+            before = queries_answered(streamed.url)
             batched = [await checks_at(batcher, streamed.url, due, tick) for tick in ticks]
-            sent = queries_answered(streamed) - before
+            sent = queries_answered(streamed.url) - before
             access = adapter.PrometheusAccess(url=streamed.url)
             single = [
                 await adapter.measure(access, builtin_accuracy_query(t, WATCH), builtin=True, at=ticks[-1])
@@ -154,12 +141,12 @@ def test_analysed_and_promoted_objects_share_the_query_and_a_missing_one_has_no_
     async def run() -> tuple[float, list[Measurement], list[Measurement], Measurement]:
         batcher = Batcher()
         try:
-            before = queries_answered(streamed)
+            before = queries_answered(streamed.url)
             both = await asyncio.gather(
                 checks_at(batcher, streamed.url, promoted, tick),
                 checks_at(batcher, streamed.url, analysed, tick, since_serving),
             )
-            sent = queries_answered(streamed) - before
+            sent = queries_answered(streamed.url) - before
             (gone,) = await checks_at(batcher, streamed.url, [missing], tick)
             return sent, both[0], both[1], gone
         finally:

@@ -5,6 +5,11 @@ task posts the copies to the candidate, many requests per post (a post costs bot
 the same for 1 request as for 500). A full queue drops the copy and counts it: a user never waits
 for the candidate. Labels take the same queue, and each is posted only once every prediction
 queued before it has been, so the candidate knows an id by the time its label comes.
+
+Queued requests are kept column by column, a post's worth to a `_Batch`, never as an object per
+request: such an object lives until its post, up to a quarter of a second, and enough of them
+made the garbage collector run on the serving loop (434 collections in 26 s of `make bench-server`,
+against 3 without mirroring).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Collection, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
@@ -43,12 +48,31 @@ MAX_VALUES_PER_POST = 65536
 ENCODE_CHUNK = 64
 
 
-# Plain slotted classes: one is made per answered request, on the stable server's hot path.
 @dataclass(slots=True)
-class _Predictions:
-    response_id: str
-    rows: np.ndarray
-    predictions: np.ndarray
+class _Batch:
+    """Answered requests for one post, in order: request i is `ids[i]` with `rows[i]` and its
+    `predictions[i]`. Adding one appends to lists; no object is made per request."""
+
+    ids: list[str] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)
+    row_total: int = 0
+    value_total: int = 0
+
+    def fits(self, rows: np.ndarray, max_rows: int) -> bool:
+        """Whether a request of `rows` still fits this post (the first request always does)."""
+        return not self.ids or (
+            len(self.ids) < MAX_REQUESTS_PER_POST
+            and self.row_total + len(rows) <= max_rows
+            and self.value_total + rows.size <= MAX_VALUES_PER_POST
+        )
+
+    def add(self, response_id: str, rows: np.ndarray, predictions: np.ndarray) -> None:
+        self.ids.append(response_id)
+        self.rows.append(rows)
+        self.predictions.append(predictions)
+        self.row_total += len(rows)
+        self.value_total += rows.size
 
 
 @dataclass(slots=True)
@@ -74,8 +98,9 @@ class Mirror:
         self._timeout = settings.mirror_timeout_seconds
         self._metrics = metrics
         self._token = token
-        self._queue: deque[_Predictions | _Labels] = deque()
+        self._queue: deque[_Batch | _Labels] = deque()
         self._queued_rows = 0
+        self._queued_requests = 0  # each request of a batch, each labels document
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENT_POSTS)
         self._prediction_posts: set[asyncio.Task[None]] = set()
@@ -109,7 +134,10 @@ class Mirror:
             for post in late:
                 post.cancel()
         for item in self._queue:
-            self._metrics.count_mirrored(_kind(item), "dropped")
+            if isinstance(item, _Batch):
+                self._metrics.count_mirrored("predictions", "dropped", len(item.ids))
+            else:
+                self._metrics.count_mirrored("labels", "dropped")
         self._queue.clear()
         if self._client is not None:
             await self._client.close()
@@ -117,14 +145,14 @@ class Mirror:
     def offer_predictions(self, response_id: str, rows: np.ndarray, predictions: np.ndarray) -> None:
         """Queue the rows of answered request `response_id` and their predictions, or drop them."""
         if self._has_room(len(rows)):
-            self._put(_Predictions(response_id, rows, predictions), len(rows))
+            self._put_predictions(response_id, rows, predictions)
         else:
             self._metrics.count_mirrored("predictions", "dropped")
 
     def offer_labels(self, response_id: str, labels: list[object]) -> None:
         """Queue labels for the answer `response_id`, or drop them."""
         if self._has_room(len(labels)):
-            self._put(_Labels({"id": response_id, "labels": labels}, len(labels)), len(labels))
+            self._put_labels(_Labels({"id": response_id, "labels": labels}, len(labels)))
         else:
             self._metrics.count_mirrored("labels", "dropped")
 
@@ -132,8 +160,8 @@ class Mirror:
         """Queue rows labelled on arrival as a prediction under a new id plus its labels, so they pair too."""
         if self._has_room(2 * len(rows)):
             response_id = secrets.token_urlsafe(16)
-            self._put(_Predictions(response_id, rows, predictions), len(rows))
-            self._put(_Labels({"id": response_id, "labels": labels}, len(labels)), len(labels))
+            self._put_predictions(response_id, rows, predictions)
+            self._put_labels(_Labels({"id": response_id, "labels": labels}, len(labels)))
         else:
             self._metrics.count_mirrored("predictions", "dropped")
             self._metrics.count_mirrored("labels", "dropped")
@@ -141,14 +169,26 @@ class Mirror:
     def _has_room(self, rows: int) -> bool:
         return self._running and self._queued_rows + rows <= self._max_queued_rows
 
-    def _put(self, item: _Predictions | _Labels, rows: int) -> None:
-        self._queue.append(item)
+    def _put_predictions(self, response_id: str, rows: np.ndarray, predictions: np.ndarray) -> None:
+        tail = self._queue[-1] if self._queue else None
+        if not isinstance(tail, _Batch) or not tail.fits(rows, self._max_rows_per_post):
+            tail = _Batch()
+            self._queue.append(tail)
+        tail.add(response_id, rows, predictions)
+        self._queued(len(rows))
+
+    def _put_labels(self, labels: _Labels) -> None:
+        self._queue.append(labels)
+        self._queued(labels.weight)
+
+    def _queued(self, rows: int) -> None:
         self._queued_rows += rows
-        if len(self._queue) == 1 or self._post_is_full():
+        self._queued_requests += 1
+        if self._queued_requests == 1 or self._post_is_full():
             self._wake.set()
 
     def _post_is_full(self) -> bool:
-        return len(self._queue) >= MAX_REQUESTS_PER_POST or self._queued_rows >= self._full_post_rows
+        return self._queued_requests >= MAX_REQUESTS_PER_POST or self._queued_rows >= self._full_post_rows
 
     async def _run(self) -> None:
         while True:
@@ -162,17 +202,17 @@ class Mirror:
                     async with asyncio.timeout(LINGER_SECONDS):
                         await self._wake.wait()
             await self._slots.acquire()
-            if isinstance(self._queue[0], _Labels):
-                labels = self._take_labels()
+            head = self._take()
+            if isinstance(head, _Labels):
                 # Once every prediction queued before these labels has been posted.
-                self._spawn(self._send_labels(labels, tuple(self._prediction_posts)))
+                self._spawn(self._send_labels(head, tuple(self._prediction_posts)))
             else:
                 try:
-                    requests, body = await self._encode_predictions()
+                    body = await self._encode(head)
                 except BaseException:
                     self._slots.release()
                     raise
-                post = self._spawn(self._send_predictions(requests, body))
+                post = self._spawn(self._send_predictions(len(head.ids), body))
                 self._prediction_posts.add(post)
                 post.add_done_callback(self._prediction_posts.discard)
 
@@ -183,59 +223,36 @@ class Mirror:
         task.add_done_callback(lambda _: self._slots.release())
         return task
 
-    def _take_labels(self) -> _Labels:
-        labels = self._queue.popleft()
-        assert isinstance(labels, _Labels)
-        self._queued_rows -= labels.weight
-        return labels
+    def _take(self) -> _Batch | _Labels:
+        """The head of the queue: a post's worth of requests, or one labels document."""
+        head = self._queue.popleft()
+        if isinstance(head, _Batch):
+            self._queued_rows -= head.row_total
+            self._queued_requests -= len(head.ids)
+        else:
+            self._queued_rows -= head.weight
+            self._queued_requests -= 1
+        return head
 
-    async def _encode_predictions(self) -> tuple[int, bytes]:
-        """Take the requests at the head of the queue that fit one post (at least one) and encode
-        them, `ENCODE_CHUNK` at a time with a turn of the event loop between chunks: the serving
-        loop never waits for more than a chunk's worth. Returns (requests, document)."""
+    async def _encode(self, batch: _Batch) -> bytes:
+        """The mirror document of `batch`, encoded `ENCODE_CHUNK` requests at a time with a turn of
+        the event loop between chunks: the serving loop never waits for more than a chunk's worth."""
         writer = MirrorDocumentWriter(self._stable_version)
-        requests = rows = values = 0
         try:
-            while requests < MAX_REQUESTS_PER_POST:
-                chunk = self._take_predictions(
-                    min(ENCODE_CHUNK, MAX_REQUESTS_PER_POST - requests), rows, values
-                )
-                if not chunk:
-                    break
+            for start in range(0, len(batch.ids), ENCODE_CHUNK):
+                end = start + ENCODE_CHUNK
+                rows = batch.rows[start:end]
                 writer.add(
-                    [item.response_id for item in chunk],
-                    [len(item.rows) for item in chunk],
-                    np.concatenate([item.rows for item in chunk]),
-                    np.concatenate([item.predictions for item in chunk]),
+                    batch.ids[start:end],
+                    [len(one) for one in rows],
+                    np.concatenate(rows),
+                    np.concatenate(batch.predictions[start:end]),
                 )
-                requests += len(chunk)
-                rows += sum(len(item.rows) for item in chunk)
-                values += sum(item.rows.size for item in chunk)
                 await asyncio.sleep(0)
         except asyncio.CancelledError:  # closing: what was taken is not posted
-            self._metrics.count_mirrored("predictions", "dropped", requests)
+            self._metrics.count_mirrored("predictions", "dropped", len(batch.ids))
             raise
-        return requests, writer.document()
-
-    def _take_predictions(self, most: int, rows: int, values: int) -> list[_Predictions]:
-        """Up to `most` requests at the head of the queue that still fit a post holding `rows`
-        rows and `values` values (the first request of a post always fits)."""
-        batch: list[_Predictions] = []
-        while self._queue and len(batch) < most:
-            item = self._queue[0]
-            if not isinstance(item, _Predictions):
-                break
-            if (batch or rows) and (
-                rows + len(item.rows) > self._max_rows_per_post
-                or values + item.rows.size > MAX_VALUES_PER_POST
-            ):
-                break
-            batch.append(item)
-            self._queue.popleft()
-            rows += len(item.rows)
-            values += item.rows.size
-            self._queued_rows -= len(item.rows)
-        return batch
+        return writer.document()
 
     async def _send_predictions(self, requests: int, body: bytes) -> None:
         sent = await self._post("mirror", body)
@@ -284,7 +301,3 @@ class Mirror:
         else:
             log.warning("mirroring failed (counted in vigil_model_mirror_total): %s", problem)
         self._last_failure = kind
-
-
-def _kind(item: _Predictions | _Labels) -> str:
-    return "predictions" if isinstance(item, _Predictions) else "labels"

@@ -65,11 +65,12 @@ node-deps: venv images
 	@hack/node-tools.sh --check || hack/node-tools.sh
 	@hack/install-debian-tools.sh docker-registry
 
-# The soak, the real-node tier and the GitOps story spend their minutes waiting: they run in a
+# The soak, the real-node tier, the GitOps story and the longest e2e stories (the demo, several
+# operator replicas) spend their minutes waiting: they run in a
 # pytest of their own beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their
 # output follows. (The GitOps story's steps build on each other: one process plays them in order.)
 PYTEST_WORKERS ?= 2
-BACKGROUND_TIERS := soak or realnode or gitops or release
+BACKGROUND_TIERS := soak or realnode or gitops or release or story
 
 .PHONY: test
 test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end and real-node tests
@@ -78,13 +79,13 @@ test: deps node-deps ## Run the whole suite: lint, unit, integration, end-to-end
 	@$(VENV)/bin/mypy
 	@$(BIN)/actionlint
 	@mkdir -p .work; \
-	echo "[test] the soak, the real-node tier and the GitOps story run beside the rest (log: .work/test-background.log)"; \
+	echo "[test] the soak, the real-node tier and the long stories run beside the rest (log: .work/test-background.log)"; \
 	$(VENV)/bin/pytest -m "$(BACKGROUND_TIERS)" $(PYTEST_ARGS) >.work/test-background.log 2>&1 & background=$$!; \
 	trap 'kill -TERM $$background 2>/dev/null; wait $$background; exit 130' INT TERM; \
 	$(VENV)/bin/pytest -m "not ($(BACKGROUND_TIERS) or reproducible)" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); main=$$?; \
-	echo "[test] waiting for the soak, the real-node tier and the GitOps story ..."; \
+	echo "[test] waiting for the soak, the real-node tier and the long stories ..."; \
 	wait $$background; other=$$?; \
-	echo "[test] === the soak, the real-node tier and the GitOps story ==="; cat .work/test-background.log; \
+	echo "[test] === the soak, the real-node tier and the long stories ==="; cat .work/test-background.log; \
 	[ $$main -eq 0 ] && [ $$other -eq 0 ]
 
 .PHONY: test-realnode
@@ -97,16 +98,17 @@ test-unit: venv ## Only the fast unit tests
 
 # The local cluster's tiers without the real node (root, cgroup v1), one at a time, as the forge's CI
 # (.github/workflows/ci.yml) runs them: TIER=main (integration and end-to-end on PYTEST_WORKERS
-# workers), gitops (the Flux story) or soak. `make test` runs all three side by side.
+# workers), gitops (the Flux story), soak, or story (the demo, several operator replicas). `make test`
+# runs all four side by side.
 TIER ?= main
 
 .PHONY: test-cluster
-test-cluster: deps ## The local cluster's tiers without the real node: TIER=main (integration, e2e), gitops or soak
+test-cluster: deps ## The local cluster's tiers without the real node: TIER=main (integration, e2e), gitops, soak or story
 	@case "$(TIER)" in \
 	main) $(VENV)/bin/pytest tests/integration tests/e2e -m "not ($(BACKGROUND_TIERS) or reproducible)" \
 		-n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) ;; \
-	gitops|soak) $(VENV)/bin/pytest -m "$(TIER)" $(PYTEST_ARGS) ;; \
-	*) echo "error: TIER must be main, gitops or soak, not '$(TIER)'" >&2; exit 2 ;; \
+	gitops|soak|story) $(VENV)/bin/pytest -m "$(TIER)" $(PYTEST_ARGS) ;; \
+	*) echo "error: TIER must be main, gitops, soak or story, not '$(TIER)'" >&2; exit 2 ;; \
 	esac
 
 .PHONY: lint

@@ -17,12 +17,14 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
@@ -30,10 +32,14 @@ from kubernetes_asyncio.config import ConfigException
 from vigil_operator import constants as c
 from vigil_operator.cli_view import action_report, describe, render_describe, render_table, table_row
 from vigil_operator.decisions import Action
+from vigil_operator.pacing import retry_delay
 
 MERGE = "application/merge-patch+json"
 REFRESH_SECONDS = 1.0  # a terminal's `watch` redraws this often too, so "12s ago" stays true
 DEFAULT_TIMEOUT = 60.0
+# `watch` outlives connections: the API server ends watches by design (after 30-60 minutes) and
+# when it restarts; the watch lists again after 1 s, doubling up to 30 s while it cannot connect.
+RECONNECT_BASE_SECONDS, RECONNECT_CAP_SECONDS = 1.0, 30.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,7 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
     """
     objects: dict[str, dict[str, Any]] = {}
     events: dict[str, dict[str, Any]] = {}
+    lost: dict[str, str] = {}  # why a follower cannot reach the API server, until it can again
     changed = asyncio.Event()
     custom, core = cluster.custom, cluster.core
     followers = [
@@ -169,6 +176,7 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
                 f"metadata.name={args.name}",
                 objects,
                 changed,
+                lost,
             )
         ),
         asyncio.create_task(
@@ -179,6 +187,7 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
                 _events_of(args.name),
                 events,
                 changed,
+                lost,
             )
         ),
     ]
@@ -204,6 +213,7 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
                 if mdep is None
                 else render_describe(describe(mdep, list(events.values()), now), now, limit=args.events)
             )
+            text += "".join(f"\nWatch:       {problem}" for problem in dict.fromkeys(lost.values()))
             if text == shown:
                 continue
             if terminal:
@@ -224,18 +234,24 @@ async def _follow(
     field_selector: str,
     store: dict[str, dict[str, Any]],
     changed: asyncio.Event,
+    lost: dict[str, str],
 ) -> None:
     """Keep `store` (uid: object) equal to what `list_call` lists: list, then watch from there.
 
     The watch reconnects by itself; when its resourceVersion is too old (410 Gone), list again.
+    A lost connection, or an API server that answers 429 or 5xx, is retried with backoff, and
+    `lost` says so until a list succeeds again; any other error ends the command.
     """
+    failures = 0
     while True:
-        listed = cluster.plain(await list_call(*args, field_selector=field_selector))
-        store.clear()
-        store.update({item["metadata"]["uid"]: item for item in listed["items"]})
-        changed.set()
-        version = listed["metadata"]["resourceVersion"]
         try:
+            listed = cluster.plain(await list_call(*args, field_selector=field_selector))
+            failures = 0
+            lost.pop(field_selector, None)
+            store.clear()
+            store.update({item["metadata"]["uid"]: item for item in listed["items"]})
+            changed.set()
+            version = listed["metadata"]["resourceVersion"]
             async with watch.Watch().stream(
                 list_call, *args, field_selector=field_selector, resource_version=version
             ) as stream:
@@ -247,8 +263,18 @@ async def _follow(
                         store[obj["metadata"]["uid"]] = obj
                     changed.set()
         except ApiException as error:
-            if error.status != 410:
+            if error.status == 410:
+                continue
+            if error.status != 429 and (error.status or 0) < 500:
                 raise
+            cause = f"{error.status} {error.reason}"
+        except (aiohttp.ClientError, TimeoutError) as error:
+            cause = textwrap.shorten(str(error), 120) or type(error).__name__
+        failures += 1
+        delay = retry_delay(failures, RECONNECT_BASE_SECONDS, RECONNECT_CAP_SECONDS)
+        lost[field_selector] = f"the API server is out of reach ({cause}); listing again in {delay:.0f}s"
+        changed.set()
+        await asyncio.sleep(delay)
 
 
 async def _act(cluster: Cluster, action: Action, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cluster import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.story]
 
 
 def test_demo_rolls_v2_back_and_leaves_v1_serving(tmp_path: Path) -> None:

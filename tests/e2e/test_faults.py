@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.cluster import REPO_ROOT, LocalCluster
+from harness.cluster import REPO_ROOT, VENV_BIN, LocalCluster
 from harness.model_store import ModelStore
 from harness.models import TrainedModel
 from harness.waiting import wait_for
@@ -377,8 +377,10 @@ def restart_apiserver(cluster: LocalCluster) -> int:
 
 
 def test_api_server_restarted_mid_rollout_the_rollout_completes(
-    stack: Stack, models: dict[str, TrainedModel]
+    stack: Stack, models: dict[str, TrainedModel], tmp_path: Path
 ) -> None:
+    """The operator rides out the restart, and so does `kubectl vigil watch`: its connections are
+    cut, it lists again, and it shows the promotion that follows."""
     namespace, url = stack.namespace, stack.prometheus.url
     stack.start_operator()
     stack.apply(model_deployment("iris", namespace, "v1", models["good"], prometheus_url=url))
@@ -388,11 +390,33 @@ def test_api_server_restarted_mid_rollout_the_rollout_completes(
     before = stack.status("iris")
     assert before.get("stableVersion") == "v1", "mid-rollout: v2 not promoted yet"
 
-    started = time.monotonic()
-    restart_apiserver(stack.cluster)
-    _record("apiserver_restart_seconds", round(time.monotonic() - started, 1))
+    screen = tmp_path / "watch.txt"
+    with screen.open("w") as output:
+        watching = subprocess.Popen(
+            [str(VENV_BIN / "kubectl"), "vigil", "watch", "iris", "-n", namespace],
+            env=stack.cluster.env(),
+            text=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "Phase:" in screen.read_text(), timeout=30, what="watch's first frame")
+        started = time.monotonic()
+        restart_apiserver(stack.cluster)
+        _record("apiserver_restart_seconds", round(time.monotonic() - started, 1))
 
-    status = stack.wait_status("iris", promoted("v2"), timeout=180, what="v2 promoted after the restart")
+        status = stack.wait_status("iris", promoted("v2"), timeout=180, what="v2 promoted after the restart")
+        wait_for(
+            lambda: "Phase:       Promoted  v2 is stable and serving" in screen.read_text(),
+            timeout=60,
+            what="the watch showing v2 promoted after the restart",
+        )
+    finally:
+        watching.send_signal(signal.SIGINT)
+        code = watching.wait(timeout=30)
+    shown = screen.read_text()
+    assert "Traceback" not in shown, shown[-3000:]
+    assert code == 0, "Ctrl-C ends watch without an error"
     assert status["currentVersion"] == "v2"
     assert status.get("failedVersion") is None
     assert stack.deployment_version("iris") == "v2"

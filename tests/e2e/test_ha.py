@@ -23,7 +23,7 @@ from harness.waiting import wait_for
 
 from .conftest import Stack, model_deployment, promoted
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.story]
 LEASE = "vigil-operator"
 LEASE_DURATION = 15.0  # the operator's default, as the chart runs it
 FIGURES = REPO_ROOT / ".work" / "ha"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import textwrap
 import time
@@ -160,7 +161,8 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
     """`describe`, redrawn whenever the object or its events change (watches, not polling).
 
     On a terminal the screen is cleared for each frame and redrawn every second for the ages;
-    otherwise (a pipe, a log) each changed frame follows the last under a `---` line.
+    otherwise (a pipe, a log) each changed frame follows the last under a `---` line. Ctrl-C (SIGINT)
+    ends it with status 0, also when it was started with SIGINT ignored (a shell's `&`, a CI job).
     """
     objects: dict[str, dict[str, Any]] = {}
     events: dict[str, dict[str, Any]] = {}
@@ -191,17 +193,24 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
             )
         ),
     ]
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
     terminal = sys.stdout.isatty()
     shown = ""
     try:
-        while True:
+        while not interrupted.is_set():
             waiter = asyncio.create_task(changed.wait())
+            stopper = asyncio.create_task(interrupted.wait())
             await asyncio.wait(
-                [waiter, *followers],
+                [waiter, stopper, *followers],
                 timeout=REFRESH_SECONDS if terminal else None,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             waiter.cancel()
+            stopper.cancel()
+            if interrupted.is_set():
+                break
             for follower in followers:
                 if follower.done():
                     follower.result()  # a watch that failed for good ends the command with its error
@@ -221,7 +230,9 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
             else:
                 print(("" if not shown else f"--- {now.strftime('%H:%M:%SZ')}\n") + text, flush=True)
             shown = text
+        return 0
     finally:
+        loop.remove_signal_handler(signal.SIGINT)
         for follower in followers:
             follower.cancel()
         await asyncio.gather(*followers, return_exceptions=True)

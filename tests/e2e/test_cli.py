@@ -103,9 +103,24 @@ def test_watch_follows_a_rollback_and_describe_tells_the_story(
     stack: Stack, models: dict[str, TrainedModel], tmp_path: Path
 ) -> None:
     screen = tmp_path / "watch.txt"
+    # Started with SIGINT ignored, as a shell's `&` or a CI job starts it: Ctrl-C must still end it.
+    ignoring_sigint = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
     with screen.open("w") as output:
         watching = subprocess.Popen(
-            [str(VENV_BIN / "kubectl"), "vigil", "watch", "iris", "-n", stack.namespace],
+            [
+                sys.executable,
+                "-c",
+                ignoring_sigint,
+                str(VENV_BIN / "kubectl"),
+                "vigil",
+                "watch",
+                "iris",
+                "-n",
+                stack.namespace,
+            ],
             env=stack.cluster.env(),
             text=True,
             stdout=output,

@@ -66,7 +66,7 @@ node-deps: venv images
 	@hack/install-debian-tools.sh docker-registry
 
 # The soak, the real-node tier, the GitOps story and the longest e2e stories (the demo, several
-# operator replicas) spend their minutes waiting: they run in a
+# operator replicas, kstatus, RBAC, Argo CD sync) spend their minutes waiting: they run in a
 # pytest of their own beside the rest, which runs on PYTEST_WORKERS pytest-xdist workers; their
 # output follows. (The GitOps story's steps build on each other: one process plays them in order.)
 PYTEST_WORKERS ?= 2
@@ -98,7 +98,7 @@ test-unit: venv ## Only the fast unit tests
 
 # The local cluster's tiers without the real node (root, cgroup v1), one at a time, as the forge's CI
 # (.github/workflows/ci.yml) runs them: TIER=main (integration and end-to-end on PYTEST_WORKERS
-# workers), gitops (the Flux story), soak, or story (the demo, several operator replicas). `make test`
+# workers), gitops (the Flux story), soak, or story (the demo, HA, kstatus, RBAC, Argo CD sync). `make test`
 # runs all four side by side.
 TIER ?= main
 

@@ -21,7 +21,7 @@ from harness.waiting import wait_for
 
 from .conftest import Stack, condition, model_deployment
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.story]
 MANAGER = "argocd-controller"
 
 

@@ -22,7 +22,7 @@ from harness.waiting import wait_for
 
 from .conftest import Stack, condition, model_deployment, promoted
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.story]
 KSTATUS = REPO_ROOT / "bin" / "kstatus"
 EXPECTED = {
     # Before the operator's first status write kstatus has nothing to go on: Current (why the

@@ -29,7 +29,7 @@ from harness.waiting import wait_for
 
 from .conftest import Stack, condition, model_deployment, promoted
 
-pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.story]
 
 
 @pytest.fixture

@@ -573,13 +573,46 @@ async def _apply_deployment(
         if refused is None:
             raise
         return refused
-    changes = drift(live, applied, wanted)
+    seen = (live or {}).get("metadata", {}).get("resourceVersion")
+    key = (str(body["metadata"]["namespace"]), str(wanted["metadata"]["name"]))
+    moment = time.monotonic()
+    changes = [] if corrected_already(_corrected_from, key, seen, moment) else drift(live, applied, wanted)
     if changes:
+        remember_correction(_corrected_from, key, seen, moment)
         event = Event(
             Reason.DRIFT_CORRECTED, drift_message(wanted["metadata"]["name"], changes), warning=True
         )
         await _post_events(body, (event,), now, logger)
     return None
+
+
+# The watch can deliver an edit after the round that reverted it: a round that starts in between
+# sees the same stale copy, and its apply changes nothing. So the operator remembers the
+# resourceVersion each correction started from, for as long as a watch can lag, and a copy with
+# that resourceVersion is not reported as drift again. Equality only: resourceVersions are opaque.
+STALE_COPY_SECONDS = 60.0
+# (namespace, name) -> (resourceVersion of the copy a correction started from, monotonic time).
+_corrected_from: dict[tuple[str, str], tuple[str, float]] = {}
+
+
+def corrected_already(
+    memory: dict[tuple[str, str], tuple[str, float]], key: tuple[str, str], seen: str | None, moment: float
+) -> bool:
+    """Whether the copy with resourceVersion `seen` is one this process corrected recently."""
+    if seen is None or key not in memory:
+        return False
+    version, at = memory[key]
+    return version == seen and moment - at < STALE_COPY_SECONDS
+
+
+def remember_correction(
+    memory: dict[tuple[str, str], tuple[str, float]], key: tuple[str, str], seen: str | None, moment: float
+) -> None:
+    """Note that the copy `seen` of `key` was corrected at `moment`; forget what is past the lag."""
+    for old in [k for k, (_, at) in memory.items() if moment - at >= STALE_COPY_SECONDS]:
+        del memory[old]
+    if seen is not None:
+        memory[key] = (seen, moment)
 
 
 def drift_message(deployment: str, changes: list[str]) -> str:

@@ -14,12 +14,34 @@ from vigil_operator.prometheus import AccessPolicy
 from vigil_operator.queries import Target
 from vigil_operator.reconcile import (
     DRIFT_CHANGES_SHOWN,
+    STALE_COPY_SECONDS,
     _as_stored,
+    corrected_already,
     drift_message,
+    remember_correction,
     requested_action,
     run_check,
 )
 from vigil_operator.releases import AnalysisSpec, ModelDeploymentSpec, Release
+
+
+def test_a_stale_copy_of_a_corrected_deployment_is_not_reported_twice() -> None:
+    memory: dict[tuple[str, str], tuple[str, float]] = {}
+    key = ("ml", "iris")
+    assert not corrected_already(memory, key, "41", 0.0)
+    remember_correction(memory, key, "41", 0.0)
+    assert corrected_already(memory, key, "41", 1.0), "the watch has not delivered the correction yet"
+    assert not corrected_already(memory, key, "43", 1.0), "a newer edit is drift again"
+    assert not corrected_already(memory, ("ml", "other"), "41", 1.0)
+    assert not corrected_already(memory, key, "41", STALE_COPY_SECONDS), "past any watch lag"
+    assert not corrected_already(memory, key, None, 1.0)
+
+
+def test_corrections_are_forgotten_past_the_watch_lag() -> None:
+    memory: dict[tuple[str, str], tuple[str, float]] = {}
+    remember_correction(memory, ("ml", "a"), "1", 0.0)
+    remember_correction(memory, ("ml", "b"), "2", STALE_COPY_SECONDS)
+    assert memory == {("ml", "b"): ("2", STALE_COPY_SECONDS)}
 
 
 def test_a_status_compares_as_the_api_server_stores_it() -> None:

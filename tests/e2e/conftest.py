@@ -4,7 +4,11 @@ process, model servers run by the stand-in kubelet, and labelled traffic."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,11 @@ from harness.traffic import TrafficGenerator
 from harness.waiting import wait_for
 
 GROUP_PATH = "/apis/vigil.dev/v1alpha1"
+# Runs argv[1:] with SIGINT ignored, as a shell's `&` or a CI job starts a command.
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 # Status written with every check (see `Stack.start_operator`).
 STATUS_HEARTBEAT_SECONDS = 0.001
 
@@ -224,3 +233,28 @@ def stack(cluster: LocalCluster, namespace: str, processes: ProcessGroup, tmp_pa
         traffic.stop()
         kubelet.stop()
         api.close()
+
+
+@contextmanager
+def kubectl_vigil_watch(
+    stack: Stack, screen: Path, *, sigint_ignored: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """`kubectl vigil watch iris` writing its frames to `screen`. Leaving sends Ctrl-C (SIGINT), as
+    a user ends it, and kills it if it is still there 30 s later, so a watch that ignores Ctrl-C
+    fails the test on its exit status and is not left running."""
+    argv = [str(VENV_BIN / "kubectl"), "vigil", "watch", "iris", "-n", stack.namespace]
+    if sigint_ignored:
+        argv = [sys.executable, "-c", IGNORING_SIGINT, *argv]
+    with screen.open("w") as output:
+        process = subprocess.Popen(
+            argv, env=stack.cluster.env(), text=True, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

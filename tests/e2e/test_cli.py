@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -17,7 +16,7 @@ from harness.cluster import REPO_ROOT, VENV_BIN, LocalCluster
 from harness.models import TrainedModel
 from harness.waiting import wait_for
 
-from .conftest import Stack, model_deployment, promoted
+from .conftest import Stack, kubectl_vigil_watch, model_deployment, promoted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 
@@ -104,29 +103,7 @@ def test_watch_follows_a_rollback_and_describe_tells_the_story(
 ) -> None:
     screen = tmp_path / "watch.txt"
     # Started with SIGINT ignored, as a shell's `&` or a CI job starts it: Ctrl-C must still end it.
-    ignoring_sigint = (
-        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-        "os.execv(sys.argv[1], sys.argv[1:])"
-    )
-    with screen.open("w") as output:
-        watching = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                ignoring_sigint,
-                str(VENV_BIN / "kubectl"),
-                "vigil",
-                "watch",
-                "iris",
-                "-n",
-                stack.namespace,
-            ],
-            env=stack.cluster.env(),
-            text=True,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with kubectl_vigil_watch(stack, screen, sigint_ignored=True) as watching:
         wait_for(
             lambda: "not found; waiting for it" in screen.read_text(), timeout=30, what="watch's first frame"
         )
@@ -147,10 +124,7 @@ def test_watch_follows_a_rollback_and_describe_tells_the_story(
             timeout=30,
             what="watch showing the rollback",
         )
-    finally:
-        watching.send_signal(signal.SIGINT)
-        code = watching.wait(timeout=30)
-    assert code == 0, "Ctrl-C ends watch without an error"
+    assert watching.returncode == 0, "Ctrl-C ends watch without an error"
     frames = screen.read_text().split("\n--- ")
     assert len(frames) >= 3, "a frame per change, not one at the end"
 

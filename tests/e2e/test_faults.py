@@ -27,12 +27,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.cluster import REPO_ROOT, VENV_BIN, LocalCluster
+from harness.cluster import REPO_ROOT, LocalCluster
 from harness.model_store import ModelStore
 from harness.models import TrainedModel
 from harness.waiting import wait_for
 
-from .conftest import Stack, condition, model_deployment, promoted
+from .conftest import Stack, condition, kubectl_vigil_watch, model_deployment, promoted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.prometheus]
 RECORD = REPO_ROOT / ".work" / "e2e-faults.json"
@@ -391,15 +391,7 @@ def test_api_server_restarted_mid_rollout_the_rollout_completes(
     assert before.get("stableVersion") == "v1", "mid-rollout: v2 not promoted yet"
 
     screen = tmp_path / "watch.txt"
-    with screen.open("w") as output:
-        watching = subprocess.Popen(
-            [str(VENV_BIN / "kubectl"), "vigil", "watch", "iris", "-n", namespace],
-            env=stack.cluster.env(),
-            text=True,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with kubectl_vigil_watch(stack, screen) as watching:
         wait_for(lambda: "Phase:" in screen.read_text(), timeout=30, what="watch's first frame")
         started = time.monotonic()
         restart_apiserver(stack.cluster)
@@ -411,12 +403,9 @@ def test_api_server_restarted_mid_rollout_the_rollout_completes(
             timeout=60,
             what="the watch showing v2 promoted after the restart",
         )
-    finally:
-        watching.send_signal(signal.SIGINT)
-        code = watching.wait(timeout=30)
     shown = screen.read_text()
     assert "Traceback" not in shown, shown[-3000:]
-    assert code == 0, "Ctrl-C ends watch without an error"
+    assert watching.returncode == 0, "Ctrl-C ends watch without an error"
     assert status["currentVersion"] == "v2"
     assert status.get("failedVersion") is None
     assert stack.deployment_version("iris") == "v2"
